@@ -1,0 +1,47 @@
+"""Adapters: how each model family computes its loss and pseudo-labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ModelAdapter
+from .skorch_classifier import SkorchClassifierAdapter, _split_pipeline
+
+__all__ = ["ModelAdapter", "SkorchClassifierAdapter", "resolve_adapter"]
+
+
+def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> ModelAdapter:
+    """Return ``adapter`` if given, else the adapter for ``estimator``'s family.
+
+    An estimator class may name its own adapter by defining a method
+    ``_skisal_adapter(self) -> ModelAdapter`` (skisal's own detection
+    estimator does); skorch nets, and Pipelines ending in one, get a
+    :class:`SkorchClassifierAdapter`.
+
+    Raises
+    ------
+    TypeError
+        If ``adapter`` is not a :class:`ModelAdapter`, or no adapter is known
+        for ``estimator``.
+    """
+    if adapter is not None:
+        if not isinstance(adapter, ModelAdapter):
+            raise TypeError(
+                f"adapter must be a skisal ModelAdapter instance, got {type(adapter).__name__}."
+            )
+        return adapter
+    last = _split_pipeline(estimator)[1]
+    hook = getattr(last, "_skisal_adapter", None)
+    if callable(hook):
+        return hook()
+    try:
+        from skorch import NeuralNet
+    except ImportError:  # pragma: no cover - skorch is a dependency
+        NeuralNet = ()
+    if isinstance(last, NeuralNet):
+        return SkorchClassifierAdapter()
+    raise TypeError(
+        "classifier must be a skorch NeuralNet/NeuralNetClassifier, a scikit-learn Pipeline "
+        "ending in one, or a modAL learner wrapping one; got "
+        f"{type(last).__name__}. For another model family pass adapter=ModelAdapter subclass."
+    )

@@ -1,0 +1,169 @@
+"""Adapter for skorch classifiers (and a scikit-learn Pipeline ending in one)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import take_rows, to_index_labels
+from .base import ModelAdapter
+
+__all__ = ["SkorchClassifierAdapter"]
+
+_CLASSIFICATION_CRITERIA = (nn.CrossEntropyLoss, nn.NLLLoss)
+
+
+def _split_pipeline(estimator: Any) -> tuple[Any, Any]:
+    """Return ``(preprocessor or None, net)`` for a net or a Pipeline ending in one."""
+    steps = getattr(estimator, "steps", None)
+    if steps is not None and hasattr(estimator, "__getitem__"):
+        return (estimator[:-1] if len(steps) > 1 else None), estimator[-1]
+    return None, estimator
+
+
+class SkorchClassifierAdapter(ModelAdapter):
+    """ISAL for skorch ``NeuralNetClassifier`` / ``NeuralNet`` classifiers.
+
+    Supports the criteria skorch classifiers train with:
+    ``NeuralNetClassifier``'s default ``NLLLoss`` on probabilities (skorch
+    takes their log in ``get_loss``, and so does this adapter),
+    ``CrossEntropyLoss`` on logits, and ``NLLLoss`` on log-probabilities in a
+    plain ``NeuralNet``. The criterion's options (class ``weight``,
+    ``label_smoothing``, ``ignore_index``) are kept; only its reduction is
+    changed, on a copy, to get per-sample losses. A module returning a tuple
+    is read as skorch reads it: its first element is the prediction.
+
+    Parameters
+    ----------
+    top_k : int, default=1
+        Number of top predicted classes in the expected gradient of Eq. 3,
+        ``G_z = sum_k w_k grad l(z, label_k)``, with ``w_k`` the posterior
+        probabilities of those classes renormalised to sum to one. ``top_k=1``
+        is the pseudo-label gradient of Algorithm 1, the paper's best setting.
+
+    Examples
+    --------
+    >>> from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
+    >>> strategy = InfluenceQueryStrategy(adapter=SkorchClassifierAdapter(top_k=2))
+    """
+
+    def __init__(self, top_k: int = 1) -> None:
+        self.top_k = top_k
+
+    # -- estimator ---------------------------------------------------------
+    def _net(self, estimator: Any) -> Any:
+        return _split_pipeline(estimator)[1]
+
+    def check_estimator(self, estimator: Any) -> None:
+        from skorch import NeuralNet
+
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
+        net = self._net(estimator)
+        if not isinstance(net, NeuralNet):
+            raise TypeError(
+                "classifier must be a skorch NeuralNet/NeuralNetClassifier, a scikit-learn "
+                "Pipeline ending in one, or a modAL learner wrapping one; got "
+                f"{type(net).__name__}. For another model family pass adapter=..."
+            )
+        net.check_is_fitted()
+        criterion = net.criterion_
+        if not isinstance(criterion, _CLASSIFICATION_CRITERIA):
+            raise TypeError(
+                f"the skorch net's criterion is {type(criterion).__name__}; "
+                "SkorchClassifierAdapter supports CrossEntropyLoss (logits) and NLLLoss "
+                "(probabilities in NeuralNetClassifier, log-probabilities in NeuralNet). "
+                "Subclass SkorchClassifierAdapter for another loss."
+            )
+        if not hasattr(criterion, "reduction"):
+            raise TypeError(f"criterion {type(criterion).__name__} has no 'reduction' option.")
+
+    def get_module(self, estimator: Any) -> nn.Module:
+        return self._net(estimator).module_
+
+    # -- data --------------------------------------------------------------
+    def get_inputs(
+        self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device
+    ) -> torch.Tensor:
+        preprocess, _ = _split_pipeline(estimator)
+        rows = take_rows(X, indices)
+        if preprocess is not None:
+            rows = preprocess.transform(rows)
+        if hasattr(rows, "toarray"):  # scipy sparse from a transformer
+            rows = rows.toarray()
+        if hasattr(rows, "to_numpy"):
+            rows = rows.to_numpy()
+        x = torch.as_tensor(rows).to(device, non_blocking=True)
+        dtype = next(self.get_module(estimator).parameters()).dtype
+        if x.is_floating_point() and x.dtype != dtype:
+            x = x.to(dtype)
+        return x
+
+    def get_targets(
+        self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device
+    ) -> torch.Tensor:
+        labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        return torch.as_tensor(labels[indices], dtype=torch.long).to(device)
+
+    def check_targets(
+        self, estimator: Any, y: Any, argument: str, probe_outputs: Any
+    ) -> np.ndarray:
+        return to_index_labels(y, argument, n_classes=int(probe_outputs.shape[1]))
+
+    # -- model -------------------------------------------------------------
+    def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> torch.Tensor:
+        out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
+        out = out[0] if isinstance(out, tuple | list) else out
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise TypeError(
+                "the classifier's module must return a (n_samples, n_classes) tensor, got "
+                f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}."
+            )
+        return out
+
+    def _outputs_kind(self, estimator: Any) -> str:
+        """'logits', 'probabilities' or 'log_probabilities' (from skorch's conventions)."""
+        from skorch import NeuralNetClassifier
+
+        net = self._net(estimator)
+        if isinstance(net.criterion_, nn.CrossEntropyLoss):
+            return "logits"
+        return "probabilities" if isinstance(net, NeuralNetClassifier) else "log_probabilities"
+
+    def _log_input(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
+        """What the criterion receives, exactly as skorch's ``get_loss`` builds it."""
+        if self._outputs_kind(estimator) == "probabilities":
+            return torch.log(outputs + torch.finfo(outputs.dtype).eps)
+        return outputs
+
+    def probabilities(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
+        """Class posteriors from the module's outputs."""
+        kind = self._outputs_kind(estimator)
+        if kind == "logits":
+            return outputs.softmax(dim=1)
+        return outputs if kind == "probabilities" else outputs.exp()
+
+    def _criterion(self, estimator: Any) -> nn.Module:
+        criterion = copy.copy(self._net(estimator).criterion_)  # never touch the user's
+        criterion.reduction = "none"
+        return criterion
+
+    def per_sample_loss(
+        self, estimator: Any, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        return self._criterion(estimator)(self._log_input(estimator, outputs), targets)
+
+    def pseudo_label_loss(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
+        criterion = self._criterion(estimator)
+        log_input = self._log_input(estimator, outputs)
+        with torch.no_grad():
+            probs = self.probabilities(estimator, outputs.detach())
+            k = min(self.top_k, probs.shape[1])
+            weights, labels = probs.topk(k, dim=1)
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        losses = [criterion(log_input, labels[:, j]) for j in range(k)]
+        return sum(w * loss for w, loss in zip(weights.unbind(1), losses, strict=True))

@@ -1,0 +1,198 @@
+"""The damped curvature ``H + damping * I`` of the training loss, as products.
+
+``H`` is the curvature of the *mean* loss over the labelled set (the paper's
+``(1/n) sum_j grad^2 l(z_j)``), restricted to the selected parameters, in one
+of two forms:
+
+``"hessian"``
+    The exact Hessian, by double-backward products (Pearlmutter's trick).
+    This is the paper's ``H``. A network that is not at a minimum, or not
+    convex there, has negative eigenvalues, so ``H + damping I`` may be
+    indefinite: CG and the exact solve then refuse and LiSSA diverges.
+``"gauss_newton"``
+    The generalised Gauss-Newton matrix ``J^T (d^2 l / d out^2) J``, the
+    Hessian with the term from the network's own second derivative dropped.
+    It is positive semi-definite for the convex losses classifiers use, and
+    equals the Hessian for models linear in their parameters (logistic
+    regression) and at zero-residual minima. Its products cost one
+    forward-mode pass and one backward pass.
+
+The dense matrix is only built for small parameter counts (``"exact"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from ._trees import detached_leaf_copy, tree_leaves, tree_map
+from .model import BoundModel, batches
+
+__all__ = ["CURVATURES", "DampedHessian"]
+
+CURVATURES = ("gauss_newton", "hessian")
+
+
+class DampedHessian:
+    """Products with ``H_S + damping * I`` for ``S`` the labelled set or a subset of it.
+
+    Parameters
+    ----------
+    model : BoundModel
+        The model and the parameters the Hessian is taken over.
+    X, y : array-like
+        Labelled data (the training set of the current round).
+    damping : float
+        ``damping`` added to the diagonal.
+    batch_size : int
+        Samples per Hessian-vector product: the minibatch of stochastic
+        methods, and the chunk size of full products.
+    curvature : {"gauss_newton", "hessian"}, default="gauss_newton"
+        Which matrix ``H`` is (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        model: BoundModel,
+        X: Any,
+        y: Any,
+        damping: float,
+        batch_size: int,
+        curvature: str = "gauss_newton",
+    ):
+        if curvature not in CURVATURES:
+            raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}.")
+        self.curvature = curvature
+        self.model = model
+        self.X = X
+        self.y = y
+        self.damping = float(damping)
+        self.batch_size = int(batch_size)
+        self.n = model.adapter.n_samples(X)
+        self.hvp_count = 0  # products of one sample, for diagnostics and benchmarks
+
+    @property
+    def dim(self) -> int:
+        return self.model.space.dim
+
+    def _hvp(self, v: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """``H_idx v`` for the mean loss over ``idx`` (undamped)."""
+        if self.curvature == "gauss_newton":
+            return self._gnvp(v, idx)
+        space = self.model.space
+        with torch.enable_grad():
+            leaves = space.leaves()
+            params = list(leaves.values())
+            loss = self.model.mean_loss(leaves, self.X, self.y, idx)
+            grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            tangent = space.split(v.to(space.dtype))
+            dot = sum(
+                (g * t).sum() for g, t in zip(grads, tangent.values(), strict=True) if g is not None
+            )
+            if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+                return torch.zeros_like(v)  # loss is linear in every selected parameter
+            hv = torch.autograd.grad(dot, params, allow_unused=True)
+        self.hvp_count += len(idx)
+        return space.flatten(hv).to(v.dtype)
+
+    def _gnvp(self, v: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
+        """``J^T (d^2 l / d out^2) J v / |idx|``: forward mode for ``J v``, backward for ``J^T``."""
+        model, space = self.model, self.model.space
+        with torch.enable_grad():
+            leaves = space.leaves()
+            tangent = space.split(v.to(space.dtype))
+            inputs = model.inputs(self.X, idx)
+            targets = model.targets(self.y, idx)
+            with fwAD.dual_level():
+                duals = {n: fwAD.make_dual(leaves[n], tangent[n]) for n in leaves}
+                outputs = model.forward(duals, inputs)
+                primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
+                jv = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
+            # Output-space Hessian product, per sample (the loss is separable).
+            out = detached_leaf_copy(primal)
+            loss = model.adapter.per_sample_loss(model.estimator, out, targets).sum()
+            out_leaves = [t for t in tree_leaves(out) if t.requires_grad]
+            jv_leaves = [
+                t for t, o in zip(tree_leaves(jv), tree_leaves(out), strict=True) if o.requires_grad
+            ]
+            grads = torch.autograd.grad(loss, out_leaves, create_graph=True)
+            dot = sum(
+                (g * t.detach()).sum() for g, t in zip(grads, jv_leaves, strict=True) if t is not None
+            )
+            if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+                return torch.zeros_like(v)
+            hjv = torch.autograd.grad(dot, out_leaves, allow_unused=True, materialize_grads=True)
+            primal_leaves = [
+                t for t, o in zip(tree_leaves(primal), tree_leaves(out), strict=True)
+                if o.requires_grad
+            ]
+            result = torch.autograd.grad(
+                primal_leaves,
+                list(leaves.values()),
+                grad_outputs=[h / len(idx) for h in hjv],
+                allow_unused=True,
+            )
+        self.hvp_count += len(idx)
+        return space.flatten(result).to(v.dtype)
+
+    def matvec(self, v: torch.Tensor, indices: np.ndarray | None = None) -> torch.Tensor:
+        """``(H_S + damping I) v`` with ``S`` = ``indices`` (default: all labelled samples)."""
+        indices = np.arange(self.n) if indices is None else np.asarray(indices)
+        out = self.damping * v
+        for chunk in batches(len(indices), self.batch_size):
+            out = out + self._hvp(v, indices[chunk]) * (len(chunk) / len(indices))
+        return out
+
+    def sample(self, rng: np.random.RandomState, size: int | None = None) -> np.ndarray:
+        """Indices of a random minibatch (without replacement) of the labelled set."""
+        size = min(self.n, self.batch_size if size is None else size)
+        return rng.choice(self.n, size=size, replace=False)
+
+    def dense(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """The dense ``H + damping I`` (``dim x dim``), for small parameter counts."""
+        if self.curvature == "gauss_newton":
+            return self._dense_by_products(dtype)
+        space = self.model.space
+        dim = space.dim
+        hessian = torch.zeros(dim, dim, dtype=dtype, device=space.device)
+        eye = torch.eye(dim, dtype=space.dtype, device=space.device)
+        rows_per_call = max(1, min(dim, 2**22 // max(dim, 1)))
+        for idx in batches(self.n, self.batch_size):
+            with torch.enable_grad():
+                leaves = space.leaves()
+                params = list(leaves.values())
+                loss = self.model.mean_loss(leaves, self.X, self.y, idx) * (len(idx) / self.n)
+                grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
+                flat_grad = space.flatten(grads)
+                if not flat_grad.requires_grad:
+                    continue
+                for start in range(0, dim, rows_per_call):
+                    basis = eye[start : start + rows_per_call]
+                    rows = torch.autograd.grad(
+                        flat_grad,
+                        params,
+                        grad_outputs=basis,
+                        is_grads_batched=True,
+                        retain_graph=True,
+                        allow_unused=True,
+                        materialize_grads=True,
+                    )
+                    hessian[start : start + len(basis)] += torch.cat(
+                        [r.reshape(len(basis), -1) for r in rows], dim=1
+                    ).to(dtype)
+            self.hvp_count += len(idx) * dim
+        return self._symmetrise_and_damp(hessian)
+
+    def _dense_by_products(self, dtype: torch.dtype) -> torch.Tensor:
+        space = self.model.space
+        eye = torch.eye(space.dim, dtype=space.dtype, device=space.device)
+        columns = [self.matvec(e) - self.damping * e for e in eye]
+        return self._symmetrise_and_damp(torch.stack(columns, dim=1).to(dtype))
+
+    def _symmetrise_and_damp(self, matrix: torch.Tensor) -> torch.Tensor:
+        matrix = (matrix + matrix.T) / 2  # remove float round-off asymmetry
+        matrix.diagonal().add_(self.damping)
+        return matrix

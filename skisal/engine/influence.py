@@ -1,0 +1,173 @@
+"""The influence engine: Algorithm 2 of the paper, independent of modAL and model family.
+
+1. ``v = grad l(R)``, the gradient of the mean loss over the reference set;
+2. ``s_test = (H + damping I)^-1 v`` by the chosen solver, once per round;
+3. ``I(z, R) = -<s_test, G_z>`` for every pool sample (``G_z`` at the model's
+   own prediction: UUIC), streamed in batches.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .curvature import DampedHessian
+from .model import BoundModel
+from .scoring import score_pool
+from .solvers import InverseHVPSolver, SolverReport
+
+__all__ = ["InfluenceDiagnostics", "InfluenceEngine"]
+
+
+@dataclass
+class InfluenceDiagnostics:
+    """What one influence computation did; ``strategy.diagnostics_`` after a query.
+
+    Attributes
+    ----------
+    solver : SolverReport
+        The inverse-HVP solver's report (iterations, residual or norm trace).
+    scoring_method : str
+        "forward" (one forward-mode pass per batch) or "reverse" (per-sample
+        gradients, the fallback).
+    scoring_fallback_reason : str or None
+        Why forward mode was abandoned, if it was.
+    n_parameters : int
+        Size of the parameter vector influence is taken over.
+    n_reference, n_labeled, n_pool : int
+        Sizes of the reference set, the labelled set used for the Hessian,
+        and the pool.
+    reference_gradient_norm : float
+        ``||grad l(R)||``; near zero means the model already fits R.
+    timings : dict of str to float
+        Seconds per phase: "reference_gradient", "s_test", "scoring".
+    """
+
+    solver: SolverReport
+    scoring_method: str = "forward"
+    scoring_fallback_reason: str | None = None
+    n_parameters: int = 0
+    n_reference: int = 0
+    n_labeled: int = 0
+    n_pool: int = 0
+    reference_gradient_norm: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    """Wall-clock phases; synchronises CUDA once per phase so times are honest."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float]) -> None:
+        self.device = device
+        self.timings = timings
+
+    def __call__(self, name: str) -> _Timer:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings[self.name] = time.perf_counter() - self.start
+
+
+class InfluenceEngine:
+    """Computes ``s_test`` and pool influences for one bound model.
+
+    Parameters
+    ----------
+    model : BoundModel
+        Adapter, estimator, module and selected parameters (module in eval mode).
+    solver : InverseHVPSolver
+        Inverse-HVP solver.
+    damping : float
+        ``damping`` of ``(H + damping I)``.
+    batch_size : int
+        Pool and reference samples per forward pass.
+    hessian_batch_size : int
+        Labelled samples per Hessian-vector product.
+    curvature : {"gauss_newton", "hessian"}
+        Which curvature matrix ``H`` is (see :mod:`skisal.engine.curvature`).
+    scoring : {"auto", "forward", "reverse"}
+        Pool scoring method (see :func:`skisal.engine.scoring.score_pool`).
+    progress : bool
+        Show tqdm bars.
+    """
+
+    def __init__(
+        self,
+        model: BoundModel,
+        solver: InverseHVPSolver,
+        *,
+        damping: float,
+        batch_size: int,
+        hessian_batch_size: int,
+        curvature: str = "gauss_newton",
+        scoring: str = "auto",
+        progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.solver = solver
+        self.damping = damping
+        self.batch_size = batch_size
+        self.hessian_batch_size = hessian_batch_size
+        self.curvature = curvature
+        self.scoring = scoring
+        self.progress = progress
+
+    def s_test(
+        self,
+        X_reference: Any,
+        y_reference: Any,
+        X_labeled: Any,
+        y_labeled: Any,
+        rng: np.random.RandomState,
+        diagnostics: InfluenceDiagnostics | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, InfluenceDiagnostics]:
+        """Return ``(s_test, grad l(R), diagnostics)``."""
+        adapter = self.model.adapter
+        timings: dict[str, float] = {}
+        timer = _Timer(self.model.device, timings)
+        with timer("reference_gradient"):
+            v = self.model.loss_gradient(X_reference, y_reference, self.batch_size)
+        hessian = None
+        if self.solver.needs_hessian:
+            hessian = DampedHessian(
+                self.model,
+                X_labeled,
+                y_labeled,
+                self.damping,
+                self.hessian_batch_size,
+                self.curvature,
+            )
+        with timer("s_test"):
+            s_test, report = self.solver.solve(hessian, v, rng, progress=self.progress)
+        diagnostics = InfluenceDiagnostics(
+            solver=report,
+            n_parameters=self.model.space.dim,
+            n_reference=adapter.n_samples(X_reference),
+            n_labeled=0 if X_labeled is None else adapter.n_samples(X_labeled),
+            reference_gradient_norm=float(v.norm()),
+            timings=timings,
+        )
+        return s_test, v, diagnostics
+
+    def scores(
+        self, s_test: torch.Tensor, X_pool: Any, diagnostics: InfluenceDiagnostics
+    ) -> torch.Tensor:
+        """``I(z, R)`` for every pool sample (on the model's device); fills ``diagnostics``."""
+        with _Timer(self.model.device, diagnostics.timings)("scoring"):
+            scores, method, reason = score_pool(
+                self.model, s_test, X_pool, self.batch_size, self.scoring, self.progress
+            )
+        diagnostics.scoring_method = method
+        diagnostics.scoring_fallback_reason = reason
+        diagnostics.n_pool = self.model.adapter.n_samples(X_pool)
+        return scores

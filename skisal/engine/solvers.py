@@ -1,0 +1,401 @@
+"""Inverse Hessian-vector product solvers: ``s_test = (H + damping I)^-1 v``.
+
+Every solver solves the same damped system, so ``damping`` means the same thing
+whichever solver is chosen. Subclasses change only :meth:`InverseHVPSolver.solve`.
+
+Mapping from the ISAL reference code: its LiSSA update
+``h <- v + (1 - d) h - H h / scale`` converges to ``(H + d*scale I) h = scale v``.
+Its ``(d, scale) = (0.01, 1e4)`` is therefore skisal's ``damping = d * scale =
+100`` (up to the factor ``scale`` on ``s_test``, which leaves the ranking
+unchanged), with ``scale = 1e4``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..exceptions import SolverDivergenceError
+from .curvature import DampedHessian
+
+__all__ = [
+    "ConjugateGradientSolver",
+    "ExactSolver",
+    "IdentitySolver",
+    "InverseHVPSolver",
+    "LissaSolver",
+    "SolverReport",
+    "top_eigenvalue",
+]
+
+
+@dataclass
+class SolverReport:
+    """What a solver did: inspect ``strategy.diagnostics_.solver`` after a query.
+
+    Attributes
+    ----------
+    method : str
+        Solver name.
+    damping : float
+        Damping of the solved system.
+    iterations : list of int
+        Iterations (CG) or recursion steps (LiSSA, one entry per repeat).
+    converged : bool
+        Whether the stopping criterion was met within the budget.
+    relative_residual : float or None
+        ``||(H + damping I) x - v|| / ||v||``, measured once after solving
+        (CG, exact; LiSSA when ``check_residual`` is on).
+    scale : float or None
+        LiSSA scale used.
+    top_eigenvalue : float or None
+        Power-iteration estimate of the damped Hessian's top eigenvalue
+        (LiSSA with ``scale="auto"``), or the exact one (``"exact"``).
+    min_eigenvalue : float or None
+        Smallest eigenvalue of the damped Hessian (``"exact"`` only); a
+        negative value means a non-convex point that damping did not fix.
+    norm_trace : list of list of float
+        LiSSA: ``||h_j|| / scale`` along the recursion, per repeat. CG: the
+        relative residual per iteration.
+    hessian_vector_products : int
+        Single-sample Hessian-vector products spent.
+    notes : list of str
+        Anything worth knowing (retries, fallbacks).
+    """
+
+    method: str
+    damping: float
+    iterations: list[int] = field(default_factory=list)
+    converged: bool = True
+    relative_residual: float | None = None
+    scale: float | None = None
+    top_eigenvalue: float | None = None
+    min_eigenvalue: float | None = None
+    norm_trace: list[list[float]] = field(default_factory=list)
+    hessian_vector_products: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class InverseHVPSolver(ABC):
+    """Base class: solve ``(H + damping I) x = v`` given products with the damped Hessian."""
+
+    name: str = "base"
+    #: False for solvers that never touch the Hessian (no labelled data needed).
+    needs_hessian: bool = True
+
+    @abstractmethod
+    def solve(
+        self,
+        hessian: DampedHessian | None,
+        v: torch.Tensor,
+        rng: np.random.RandomState,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, SolverReport]:
+        """Return ``s_test`` and a report."""
+
+    @staticmethod
+    def _residual(hessian: DampedHessian, x: torch.Tensor, v: torch.Tensor) -> float:
+        r = hessian.matvec(x.to(v.dtype)) - v
+        return float(r.norm() / v.norm().clamp_min(torch.finfo(v.dtype).tiny))
+
+
+def top_eigenvalue(
+    hessian: DampedHessian,
+    indices: np.ndarray,
+    rng: np.random.RandomState,
+    iterations: int = 20,
+    tol: float = 1e-3,
+) -> float:
+    """Largest-magnitude eigenvalue of ``H_S + damping I`` by power iteration.
+
+    Parameters
+    ----------
+    hessian : DampedHessian
+        The operator.
+    indices : ndarray
+        The samples ``S`` the Hessian is taken over (fixed across iterations
+        so that the iteration converges).
+    rng : numpy.random.RandomState
+        Source of the start vector.
+    iterations : int, default=20
+        Maximum number of products.
+    tol : float, default=1e-3
+        Stop when the estimate changes by less than this relative amount.
+
+    Returns
+    -------
+    float
+        The estimate (a lower bound of the magnitude before convergence).
+    """
+    start = rng.standard_normal(hessian.dim)
+    x = torch.as_tensor(start, dtype=hessian.model.space.dtype).to(hessian.model.space.device)
+    x = x / x.norm()
+    estimate = 0.0
+    for _ in range(iterations):
+        y = hessian.matvec(x, indices)
+        new = float(torch.dot(x, y))
+        norm = y.norm()
+        if not torch.isfinite(norm) or norm == 0:
+            break
+        x = y / norm
+        if estimate and abs(new - estimate) <= tol * abs(new):
+            estimate = new
+            break
+        estimate = new
+    return abs(estimate)
+
+
+class IdentitySolver(InverseHVPSolver):
+    """``s_test = v``: the paper's "gradient similarity" ablation (``H^-1`` replaced by ``I``)."""
+
+    name = "identity"
+    needs_hessian = False
+
+    def solve(self, hessian, v, rng, progress=False):
+        return v.clone(), SolverReport(method=self.name, damping=0.0, converged=True)
+
+
+class ExactSolver(InverseHVPSolver):
+    """Dense solve in float64: exact up to round-off, for small parameter counts.
+
+    Parameters
+    ----------
+    max_parameters : int, default=5000
+        Refuse larger problems (the dense Hessian needs ``8 * dim**2`` bytes).
+    """
+
+    name = "exact"
+
+    def __init__(self, max_parameters: int = 5000) -> None:
+        self.max_parameters = max_parameters
+
+    def solve(self, hessian, v, rng, progress=False):
+        if hessian.dim > self.max_parameters:
+            raise ValueError(
+                f"inverse_hvp='exact' needs a dense {hessian.dim}x{hessian.dim} Hessian; it is "
+                f"limited to {self.max_parameters} parameters. Use inverse_hvp='cg' or "
+                "'lissa', or restrict `parameters` (e.g. to the last layer)."
+            )
+        matrix = hessian.dense(torch.float64)
+        eigenvalues = torch.linalg.eigvalsh(matrix)
+        report = SolverReport(
+            method=self.name,
+            damping=hessian.damping,
+            top_eigenvalue=float(eigenvalues[-1]),
+            min_eigenvalue=float(eigenvalues[0]),
+        )
+        if float(eigenvalues[0]) <= 0:
+            raise SolverDivergenceError(
+                "inverse_hvp='exact': the damped Hessian is not positive definite (smallest "
+                f"eigenvalue {float(eigenvalues[0]):.3g}); increase damping above "
+                f"{-float(eigenvalues[0]):.3g}."
+            )
+        x = torch.linalg.solve(matrix, v.to(torch.float64))
+        report.relative_residual = float(
+            (matrix @ x - v.to(torch.float64)).norm() / v.to(torch.float64).norm().clamp_min(1e-300)
+        )
+        report.hessian_vector_products = hessian.hvp_count
+        return x.to(v.dtype), report
+
+
+class ConjugateGradientSolver(InverseHVPSolver):
+    """Conjugate gradient on the full labelled set: deterministic and accurate.
+
+    Vectors are kept in float64; Hessian-vector products run in the model's
+    dtype, which sets the attainable residual (about 1e-5 in float32).
+
+    Parameters
+    ----------
+    tol : float, default=1e-5
+        Stop when ``||r|| <= tol * ||v||``.
+    max_iter : int, default=100
+        Maximum number of iterations (each one full pass over the labelled set).
+    """
+
+    name = "cg"
+
+    def __init__(self, tol: float = 1e-5, max_iter: int = 100) -> None:
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def solve(self, hessian, v, rng, progress=False):
+        report = SolverReport(method=self.name, damping=hessian.damping)
+        b = v.to(torch.float64)
+        b_norm = b.norm().clamp_min(1e-300)
+        x = torch.zeros_like(b)
+        r = b.clone()
+        p = r.clone()
+        rs = torch.dot(r, r)
+        trace = []
+        iterations = 0
+        bar = tqdm(total=self.max_iter, desc="s_test (CG)", disable=not progress, leave=False)
+        for iterations in range(1, self.max_iter + 1):
+            hp = hessian.matvec(p.to(v.dtype)).to(torch.float64)
+            curvature = torch.dot(p, hp)
+            if not torch.isfinite(curvature):
+                raise SolverDivergenceError(
+                    "inverse_hvp='cg': a Hessian-vector product is not finite; the network's "
+                    "loss is not twice differentiable at this point or overflows."
+                )
+            if curvature <= 0:
+                raise SolverDivergenceError(
+                    f"inverse_hvp='cg' met negative curvature (p^T (H + damping I) p = "
+                    f"{float(curvature):.3g}): the damped Hessian is not positive definite. "
+                    "Use curvature='gauss_newton' (positive semi-definite) or increase damping: "
+                    "the model is not at a convex minimum."
+                )
+            alpha = rs / curvature
+            x = x + alpha * p
+            r = r - alpha * hp
+            rs_new = torch.dot(r, r)
+            rel = float(rs_new.sqrt() / b_norm)
+            trace.append(rel)
+            bar.update(1)
+            if rel <= self.tol:
+                break
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        bar.close()
+        report.iterations = [iterations]
+        report.norm_trace = [trace]
+        report.relative_residual = self._residual(hessian, x, b)
+        report.converged = report.relative_residual <= max(self.tol, 10 * _floor(v.dtype))
+        if not report.converged:
+            report.notes.append(
+                f"CG stopped after {iterations} iterations at relative residual "
+                f"{report.relative_residual:.2e} (tol {self.tol:g}); raise cg_max_iter or damping."
+            )
+        report.hessian_vector_products = hessian.hvp_count
+        return x.to(v.dtype), report
+
+
+def _floor(dtype: torch.dtype) -> float:
+    """Residual attainable with Hessian-vector products in ``dtype``."""
+    return 1e-4 if dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
+
+
+class LissaSolver(InverseHVPSolver):
+    """LiSSA (Agarwal et al. 2017), the paper's Algorithm 3, with damping and scale.
+
+    The recursion ``h_j = v + h_{j-1} - (H_j + damping I) h_{j-1} / scale``,
+    with ``H_j`` the Hessian of a random minibatch of the labelled set,
+    converges to ``scale * (H + damping I)^-1 v`` when ``scale`` exceeds the
+    largest eigenvalue of every ``H_j + damping I``; ``s_test = h / scale``,
+    averaged over ``repeats`` independent runs.
+
+    Divergence never passes silently: every step checks that ``h_j`` is finite
+    and within ``10 * ||v|| * min(j + 1, scale / damping)``, a bound every
+    convergent run satisfies. With ``scale="auto"`` the scale is
+    ``1.5 x`` a power-iteration estimate of the top eigenvalue and is doubled
+    (at most three times, noted in the report) if the run diverges; a fixed
+    scale raises :class:`~skisal.exceptions.SolverDivergenceError` instead.
+
+    Parameters
+    ----------
+    depth : int, default=1000
+        Recursion steps per repeat.
+    repeats : int, default=1
+        Independent runs averaged (the paper used 4).
+    scale : float or "auto", default="auto"
+        Must exceed the top eigenvalue of the damped minibatch Hessians.
+    tol : float, default=1e-6
+        Early stop when ``||h_j - h_{j-1}|| <= tol * ||h_j||``.
+    power_iterations : int, default=20
+        Budget of the top-eigenvalue estimate (``scale="auto"``).
+    """
+
+    name = "lissa"
+    _growth_slack = 10.0
+    _auto_safety = 1.5
+    _auto_retries = 3
+
+    def __init__(
+        self,
+        depth: int = 1000,
+        repeats: int = 1,
+        scale: float | str = "auto",
+        tol: float = 1e-6,
+        power_iterations: int = 20,
+    ) -> None:
+        self.depth = depth
+        self.repeats = repeats
+        self.scale = scale
+        self.tol = tol
+        self.power_iterations = power_iterations
+
+    def solve(self, hessian, v, rng, progress=False):
+        report = SolverReport(method=self.name, damping=hessian.damping)
+        if self.scale == "auto":
+            probe = hessian.sample(rng, size=max(8 * hessian.batch_size, 256))
+            report.top_eigenvalue = top_eigenvalue(hessian, probe, rng, self.power_iterations)
+            scale = self._auto_safety * max(report.top_eigenvalue, hessian.damping, 1e-12)
+        else:
+            scale = float(self.scale)
+        for attempt in range(self._auto_retries + 1):
+            try:
+                estimate = self._run(hessian, v, rng, scale, report, progress)
+                break
+            except SolverDivergenceError:
+                if self.scale != "auto" or attempt == self._auto_retries:
+                    raise
+                report.notes.append(f"diverged at scale {scale:.4g}; retried at {2 * scale:.4g}")
+                report.iterations.clear()
+                report.norm_trace.clear()
+                scale *= 2
+        report.scale = scale
+        report.hessian_vector_products = hessian.hvp_count
+        return estimate, report
+
+    def _run(self, hessian, v, rng, scale, report, progress):
+        v_norm = float(v.norm())
+        ceiling = scale / hessian.damping if hessian.damping > 0 else math.inf
+        total = torch.zeros_like(v)
+        record_every = max(1, self.depth // 200)
+        bar = tqdm(
+            total=self.repeats * self.depth, desc="s_test (LiSSA)", disable=not progress, leave=False
+        )
+        converged = True
+        for _ in range(self.repeats):
+            h = v.clone()
+            trace = [v_norm / scale]
+            steps = 0
+            done = False
+            for steps in range(1, self.depth + 1):
+                h_new = v + h - hessian.matvec(h, hessian.sample(rng)) / scale
+                norm = float(h_new.norm())  # one sync per step, not per sample
+                change = float((h_new - h).norm())
+                h = h_new
+                bar.update(1)
+                if steps % record_every == 0:
+                    trace.append(norm / scale)
+                bound = self._growth_slack * v_norm * min(steps + 1, ceiling)
+                if not math.isfinite(norm) or norm > bound:
+                    bar.close()
+                    raise SolverDivergenceError(
+                        f"inverse_hvp='lissa' diverged at step {steps} (||h|| = {norm:.3g}, "
+                        f"bound {bound:.3g}) with scale={scale:.4g}, damping={hessian.damping:g}. "
+                        "scale must exceed the top eigenvalue of the damped Hessian: use "
+                        "lissa_scale='auto' or a larger scale, increase damping, use "
+                        "curvature='gauss_newton', or inverse_hvp='cg'."
+                    )
+                if change <= self.tol * norm:
+                    done = True
+                    break
+            converged &= done
+            trace.append(float(h.norm()) / scale)
+            report.iterations.append(steps)
+            report.norm_trace.append(trace)
+            total += h / scale
+        bar.close()
+        report.converged = converged
+        if not converged:
+            report.notes.append(
+                f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g}; "
+                "with minibatch Hessians this is expected (their noise keeps the iterate moving)."
+            )
+        return total / self.repeats
