@@ -91,9 +91,7 @@ def check_data(X: Any, name: str, *, allow_non_numeric: bool = False) -> Any:
         raise ValueError(f"{name} is empty: it must hold at least one sample.")
     bad = _non_finite_rows(X)
     if bad is None and not allow_non_numeric:
-        raise TypeError(
-            f"{name} must hold numbers, got values of dtype {np.asarray(X).dtype}."
-        )
+        raise TypeError(f"{name} must hold numbers, got values of dtype {np.asarray(X).dtype}.")
     if bad is not None and len(bad):
         raise ValueError(
             f"{name} holds NaN or infinite values in {len(bad)} sample(s) "

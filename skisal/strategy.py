@@ -408,8 +408,8 @@ class InfluenceQueryStrategy(BaseEstimator):
             )
 
         module = adapter.get_module(estimator)
-        device = torch.device(self.device) if self.device is not None else adapter.get_device(
-            estimator
+        device = (
+            torch.device(self.device) if self.device is not None else adapter.get_device(estimator)
         )
         if device != adapter.get_device(estimator):
             module = copy.deepcopy(module).to(device)  # the user's module stays put

@@ -42,6 +42,7 @@ class ModelAdapter(ABC):
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
         """
+        return None
 
     @abstractmethod
     def get_module(self, estimator: Any) -> nn.Module:
@@ -56,9 +57,7 @@ class ModelAdapter(ABC):
         return len(X)
 
     @abstractmethod
-    def get_inputs(
-        self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device
-    ) -> Any:
+    def get_inputs(self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device) -> Any:
         """Model input for the samples ``X[indices]``, on ``device``.
 
         Preprocessing the estimator applies before the network (a
@@ -67,9 +66,7 @@ class ModelAdapter(ABC):
         """
 
     @abstractmethod
-    def get_targets(
-        self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device
-    ) -> Any:
+    def get_targets(self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device) -> Any:
         """Training targets for the samples ``y[indices]``, on ``device``."""
 
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:

@@ -120,13 +120,16 @@ class DampedHessian:
             ]
             grads = torch.autograd.grad(loss, out_leaves, create_graph=True)
             dot = sum(
-                (g * t.detach()).sum() for g, t in zip(grads, jv_leaves, strict=True) if t is not None
+                (g * t.detach()).sum()
+                for g, t in zip(grads, jv_leaves, strict=True)
+                if t is not None
             )
             if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
                 return torch.zeros_like(v)
             hjv = torch.autograd.grad(dot, out_leaves, allow_unused=True, materialize_grads=True)
             primal_leaves = [
-                t for t, o in zip(tree_leaves(primal), tree_leaves(out), strict=True)
+                t
+                for t, o in zip(tree_leaves(primal), tree_leaves(out), strict=True)
                 if o.requires_grad
             ]
             result = torch.autograd.grad(

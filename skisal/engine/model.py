@@ -91,7 +91,9 @@ class BoundModel:
     ) -> torch.Tensor:
         """Mean training loss over ``X[indices]``."""
         outputs = self.forward(params, self.inputs(X, indices))
-        return self.adapter.per_sample_loss(self.estimator, outputs, self.targets(y, indices)).mean()
+        return self.adapter.per_sample_loss(
+            self.estimator, outputs, self.targets(y, indices)
+        ).mean()
 
     def loss_gradient(self, X: Any, y: Any, batch_size: int) -> torch.Tensor:
         """Gradient of the mean loss over all of ``X``, as a flat vector."""

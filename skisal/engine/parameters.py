@@ -24,9 +24,7 @@ def _matches(name: str, prefixes: Iterable[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def select_parameters(
-    module: nn.Module, spec: ParameterSpec = "all"
-) -> dict[str, torch.Tensor]:
+def select_parameters(module: nn.Module, spec: ParameterSpec = "all") -> dict[str, torch.Tensor]:
     """Resolve a parameter specification to named parameters of ``module``.
 
     Parameters
@@ -88,9 +86,7 @@ def select_parameters(
             f"names or a callable (name, param) -> bool; got {type(spec).__name__}."
         )
     if not chosen:
-        raise ValueError(
-            f"parameters={spec!r} selects no parameter (is every parameter frozen?)."
-        )
+        raise ValueError(f"parameters={spec!r} selects no parameter (is every parameter frozen?).")
     return chosen
 
 

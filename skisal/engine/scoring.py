@@ -33,15 +33,15 @@ def _contraction_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def _output_gradient_dot(
-    model: BoundModel, primal: Any, tangent: Any, n: int
-) -> torch.Tensor:
+def _output_gradient_dot(model: BoundModel, primal: Any, tangent: Any, n: int) -> torch.Tensor:
     """Per-sample ``<d l_uuic / d outputs, tangent>``, shape ``(n,)``."""
     dtype = _contraction_dtype(model.device)
     with torch.enable_grad():
         outputs = detached_leaf_copy(primal, dtype)
         loss = model.adapter.pseudo_label_loss(model.estimator, outputs)
-        leaves = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.requires_grad]
+        leaves = [
+            t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.requires_grad
+        ]
         grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
     tangents = [
         t

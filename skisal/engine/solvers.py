@@ -192,7 +192,8 @@ class ExactSolver(InverseHVPSolver):
         if float(eigenvalues[0]) <= 0:
             raise SolverDivergenceError(
                 "inverse_hvp='exact': the damped Hessian is not positive definite (smallest "
-                f"eigenvalue {float(eigenvalues[0]):.3g}); increase damping above "
+                f"eigenvalue {float(eigenvalues[0]):.3g}); use curvature='gauss_newton' or "
+                f"increase damping above "
                 f"{-float(eigenvalues[0]):.3g}."
             )
         x = torch.linalg.solve(matrix, v.to(torch.float64))
@@ -232,9 +233,8 @@ class ConjugateGradientSolver(InverseHVPSolver):
         p = r.clone()
         rs = torch.dot(r, r)
         trace = []
-        iterations = 0
         bar = tqdm(total=self.max_iter, desc="s_test (CG)", disable=not progress, leave=False)
-        for iterations in range(1, self.max_iter + 1):
+        for _ in range(self.max_iter):
             hp = hessian.matvec(p.to(v.dtype)).to(torch.float64)
             curvature = torch.dot(p, hp)
             if not torch.isfinite(curvature):
@@ -261,13 +261,13 @@ class ConjugateGradientSolver(InverseHVPSolver):
             p = r + (rs_new / rs) * p
             rs = rs_new
         bar.close()
-        report.iterations = [iterations]
+        report.iterations = [len(trace)]
         report.norm_trace = [trace]
         report.relative_residual = self._residual(hessian, x, b)
         report.converged = report.relative_residual <= max(self.tol, 10 * _floor(v.dtype))
         if not report.converged:
             report.notes.append(
-                f"CG stopped after {iterations} iterations at relative residual "
+                f"CG stopped after {len(trace)} iterations at relative residual "
                 f"{report.relative_residual:.2e} (tol {self.tol:g}); raise cg_max_iter or damping."
             )
         report.hessian_vector_products = hessian.hvp_count
@@ -357,7 +357,10 @@ class LissaSolver(InverseHVPSolver):
         total = torch.zeros_like(v)
         record_every = max(1, self.depth // 200)
         bar = tqdm(
-            total=self.repeats * self.depth, desc="s_test (LiSSA)", disable=not progress, leave=False
+            total=self.repeats * self.depth,
+            desc="s_test (LiSSA)",
+            disable=not progress,
+            leave=False,
         )
         converged = True
         for _ in range(self.repeats):

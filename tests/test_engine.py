@@ -1,0 +1,185 @@
+"""Solvers, curvature, parameter selection and scoring paths of the engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import MLP, make_net
+
+from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter, SolverDivergenceError
+from skisal.engine import select_parameters
+
+
+def _flat(tensors: dict) -> torch.Tensor:
+    return torch.cat([t.flatten().double() for t in tensors.values()])
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.dot(a, b) / (a.norm() * b.norm()))
+
+
+@pytest.fixture
+def run(digits, fitted_net):
+    def _run(net=None, **options):
+        strategy = InfluenceQueryStrategy(
+            digits["X_reference"],
+            digits["y_reference"],
+            X_labeled=digits["X_labeled"],
+            y_labeled=digits["y_labeled"],
+            random_state=0,
+            **options,
+        )
+        scores = strategy.influence(fitted_net if net is None else net, digits["X_pool"])
+        return strategy, scores
+
+    return _run
+
+
+def test_cg_matches_exact_on_gauss_newton(run):
+    exact, _ = run(inverse_hvp="exact", parameters=["out"])
+    cg, _ = run(inverse_hvp="cg", parameters=["out"])
+    assert exact.diagnostics_.solver.min_eigenvalue > 0
+    assert cg.diagnostics_.solver.relative_residual < 1e-4
+    assert _cosine(_flat(exact.s_test_), _flat(cg.s_test_)) > 0.9999
+
+
+def test_gauss_newton_is_positive_semidefinite_hessian_is_not(digits):
+    """An untrained network is far from a minimum: H + damping I is indefinite, GGN is not."""
+    torch.manual_seed(3)
+    net = make_net(max_epochs=1, module__hidden=8).fit(digits["X_labeled"], digits["y_labeled"])
+    options = dict(
+        X_labeled=digits["X_labeled"],
+        y_labeled=digits["y_labeled"],
+        inverse_hvp="exact",
+        damping=1e-3,
+    )
+    ggn = InfluenceQueryStrategy(digits["X_reference"], digits["y_reference"], **options)
+    ggn.influence(net, digits["X_pool"])
+    report = ggn.diagnostics_.solver
+    # PSD up to float32 round-off of the products (relative to the top eigenvalue).
+    assert report.min_eigenvalue >= 1e-3 - 1e-5 * report.top_eigenvalue
+    hessian = InfluenceQueryStrategy(
+        digits["X_reference"], digits["y_reference"], curvature="hessian", **options
+    )
+    with pytest.raises(SolverDivergenceError, match="not positive definite.*gauss_newton"):
+        hessian.influence(net, digits["X_pool"])
+    cg = hessian.set_params(inverse_hvp="cg")
+    with pytest.raises(SolverDivergenceError, match="negative curvature.*gauss_newton"):
+        cg.influence(net, digits["X_pool"])
+
+
+def test_lissa_auto_scale_converges_to_cg(run):
+    cg, _ = run(inverse_hvp="cg", damping=0.1)
+    lissa, _ = run(
+        inverse_hvp="lissa", damping=0.1, lissa_depth=3000, hessian_batch_size=120, lissa_tol=1e-7
+    )
+    report = lissa.diagnostics_.solver
+    assert report.scale > report.top_eigenvalue > 0
+    assert _cosine(_flat(cg.s_test_), _flat(lissa.s_test_)) > 0.99, report
+
+
+def test_lissa_full_batch_stops_early_when_converged(run):
+    strategy, _ = run(
+        inverse_hvp="lissa", damping=1.0, lissa_depth=5000, hessian_batch_size=120, lissa_tol=1e-5
+    )
+    report = strategy.diagnostics_.solver
+    assert report.converged and report.iterations[0] < 5000
+    assert all(np.isfinite(report.norm_trace[0]))
+
+
+def test_lissa_fixed_scale_too_small_raises_with_advice(run):
+    with pytest.raises(SolverDivergenceError, match=r"scale must exceed the top eigenvalue"):
+        run(inverse_hvp="lissa", lissa_scale=1e-3)
+
+
+def test_lissa_repeats_are_averaged(run):
+    one, _ = run(inverse_hvp="lissa", lissa_depth=20, lissa_repeats=1)
+    three, _ = run(inverse_hvp="lissa", lissa_depth=20, lissa_repeats=3)
+    assert len(three.diagnostics_.solver.iterations) == 3
+    assert not torch.equal(_flat(one.s_test_), _flat(three.s_test_))
+
+
+def test_identity_is_gradient_similarity(run):
+    strategy, scores = run(inverse_hvp="identity")
+    assert torch.equal(_flat(strategy.s_test_), _flat(strategy.reference_gradient_))
+    assert strategy.diagnostics_.n_labeled == 120
+
+
+def test_parameter_selection():
+    net = MLP()
+    assert list(select_parameters(net, "weights")) == ["hidden.weight", "out.weight"]
+    assert list(select_parameters(net, ["out"])) == ["out.weight", "out.bias"]
+    assert list(select_parameters(net, "norm.bias")) == ["norm.bias"]
+    assert list(select_parameters(net, lambda n, p: p.numel() < 20)) == [
+        "hidden.bias",
+        "norm.weight",
+        "norm.bias",
+        "out.bias",
+    ]
+    net.hidden.weight.requires_grad_(False)
+    assert "hidden.weight" not in select_parameters(net, "all")
+    with pytest.raises(ValueError, match="selects no parameter"):
+        select_parameters(net, lambda n, p: False)
+
+
+def test_last_layer_scores_differ_from_all_parameters(run):
+    last, last_scores = run(parameters=["out"])
+    full, full_scores = run()
+    assert last.parameter_names_ == ["out.weight", "out.bias"]
+    assert last.diagnostics_.n_parameters == 16 * 10 + 10
+    assert full.diagnostics_.n_parameters > last.diagnostics_.n_parameters
+    assert not np.allclose(last_scores, full_scores)
+
+
+class _NoJvpTanh(torch.autograd.Function):
+    """tanh without a forward-mode derivative, as some custom ops are."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+class NoJvpMLP(MLP):
+    def forward(self, x):
+        return self.out(self.dropout(_NoJvpTanh.apply(self.norm(self.hidden(x)))))
+
+
+def test_scoring_falls_back_to_reverse_mode_and_says_so(run, digits, fitted_net):
+    net = make_net(module=NoJvpMLP).initialize()
+    net.module_.load_state_dict(fitted_net.module_.state_dict())
+    options = dict(inverse_hvp="cg", curvature="hessian", damping=5.0)
+    fallback, fallback_scores = run(net=net, **options)
+    assert fallback.diagnostics_.scoring_method == "reverse"
+    assert "forward" in fallback.diagnostics_.scoring_fallback_reason.lower()
+    forward, forward_scores = run(**options)
+    assert forward.diagnostics_.scoring_method == "forward"
+    np.testing.assert_allclose(
+        fallback_scores, forward_scores, rtol=1e-3, atol=1e-4 * np.abs(forward_scores).max()
+    )
+    with pytest.raises(NotImplementedError):
+        run(net=net, scoring="forward", **options)
+
+
+def test_top_k_expected_gradient(run):
+    _, top1 = run(inverse_hvp="identity")
+    _, explicit = run(inverse_hvp="identity", adapter=SkorchClassifierAdapter(top_k=1))
+    _, top3 = run(inverse_hvp="identity", adapter=SkorchClassifierAdapter(top_k=3))
+    np.testing.assert_array_equal(top1, explicit)
+    assert not np.allclose(top1, top3)
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        run(adapter=SkorchClassifierAdapter(top_k=0))
+
+
+def test_forward_and_reverse_scoring_agree(run):
+    _, forward = run(scoring="forward")
+    _, reverse = run(scoring="reverse")
+    # float32 network; the forward path contracts in float64 at the outputs.
+    np.testing.assert_allclose(forward, reverse, rtol=1e-3, atol=1e-5 * np.abs(reverse).max())
