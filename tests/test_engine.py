@@ -62,10 +62,10 @@ def test_gauss_newton_is_positive_semidefinite_hessian_is_not(digits):
     hessian = InfluenceQueryStrategy(
         digits["X_reference"], digits["y_reference"], curvature="hessian", **options
     )
-    with pytest.raises(SolverDivergenceError, match="not positive definite.*gauss_newton"):
+    with pytest.raises(SolverDivergenceError, match=r"not positive definite.*gauss_newton"):
         hessian.influence(net, digits["X_pool"])
     cg = hessian.set_params(inverse_hvp="cg")
-    with pytest.raises(SolverDivergenceError, match="negative curvature.*gauss_newton"):
+    with pytest.raises(SolverDivergenceError, match=r"negative curvature.*gauss_newton"):
         cg.influence(net, digits["X_pool"])
 
 
@@ -101,7 +101,7 @@ def test_lissa_repeats_are_averaged(run):
 
 
 def test_identity_is_gradient_similarity(run):
-    strategy, scores = run(inverse_hvp="identity")
+    strategy, _ = run(inverse_hvp="identity")
     assert torch.equal(_flat(strategy.s_test_), _flat(strategy.reference_gradient_))
     assert strategy.diagnostics_.n_labeled == 120
 

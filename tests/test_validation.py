@@ -111,7 +111,7 @@ def test_unfitted_estimator(call):
 
 def test_unsupported_estimator(call):
     with pytest.raises(
-        TypeError, match="classifier must be a skorch NeuralNet.*got LogisticRegression"
+        TypeError, match=r"classifier must be a skorch NeuralNet.*got LogisticRegression"
     ):
         call(net=LogisticRegression())
 
