@@ -346,19 +346,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     args.strategies = list(dict.fromkeys(args.strategies))  # drop repeats, keep order
 
-    pool_size = len(load_digits().target) - TEST_SIZE - REFERENCE_SIZE - args.initial
-    if args.steps * args.query_size > pool_size:
+    available = len(load_digits().target) - TEST_SIZE - REFERENCE_SIZE
+    needed = args.initial + args.steps * args.query_size
+    if needed > available:
         parser.error(
-            f"--steps x --query-size = {args.steps * args.query_size} exceeds the "
-            f"pool of {pool_size} samples"
+            f"--initial + --steps x --query-size = {needed} labels, but only {available} "
+            "samples are left after the test and reference sets"
         )
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    # The network is tiny: intra-op threads cost more than they save, and far more when
-    # other processes compete for the cores.
+    # The network is tiny: intra-op threads cost more than they save (far more when other
+    # processes compete for the cores), and one thread makes the results independent of the
+    # machine's core count.
     torch.set_num_threads(1)
     # Deprecations raised inside the libraries, not by this script: modAL passes
     # check_X_y(force_all_finite=...), renamed in scikit-learn 1.6, and torch's forward-mode

@@ -347,8 +347,17 @@ class InfluenceQueryStrategy(BaseEstimator):
 
         Examples
         --------
-        >>> scores = strategy.influence(learner, X_pool)  # doctest: +SKIP
-        >>> X_pool[np.argsort(scores)[:10]]  # doctest: +SKIP
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> X = np.random.RandomState(0).randn(50, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss,
+        ...     train_split=None, max_epochs=3, verbose=0).fit(X[:20], y[:20])
+        >>> strategy = InfluenceQueryStrategy(X[20:30], y[20:30])
+        >>> scores = strategy.influence(net, X[30:], X_labeled=X[:20], y_labeled=y[:20])
+        >>> scores.shape, bool(np.isfinite(scores).all())
+        ((20,), True)
         """
         return self._influence(classifier, X_pool, X_labeled, y_labeled).copy()
 

@@ -120,7 +120,8 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def digits():
+def gt_digits():
+    """Digits split 300 labelled / 100 reference / 300 pool, float64 (conftest has float32)."""
     X, y = load_digits(return_X_y=True)
     rng = np.random.RandomState(0)
     order = rng.permutation(len(X))
@@ -134,7 +135,7 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def lr(digits):
+def lr(gt_digits):
     """The skorch LR net at the optimum of J, and independent ground-truth quantities."""
     torch.manual_seed(0)
     net = NeuralNetClassifier(
@@ -146,11 +147,11 @@ def lr(digits):
         train_split=None,
         verbose=0,
     )
-    net.fit(digits["X_lab"], digits["y_lab"])
+    net.fit(gt_digits["X_lab"], gt_digits["y_lab"])
 
-    X_lab, y_lab = torch.as_tensor(digits["X_lab"]), torch.as_tensor(digits["y_lab"])
-    X_ref, y_ref = torch.as_tensor(digits["X_ref"]), torch.as_tensor(digits["y_ref"])
-    X_pool = torch.as_tensor(digits["X_pool"])
+    X_lab, y_lab = torch.as_tensor(gt_digits["X_lab"]), torch.as_tensor(gt_digits["y_lab"])
+    X_ref, y_ref = torch.as_tensor(gt_digits["X_ref"]), torch.as_tensor(gt_digits["y_ref"])
+    X_pool = torch.as_tensor(gt_digits["X_pool"])
     uniform = torch.full((N_LABELED,), 1.0 / N_LABELED, dtype=torch.float64)
     eye = torch.eye(DIM, dtype=torch.float64)
 
@@ -191,23 +192,23 @@ def lr(digits):
     }
 
 
-def make_strategy(digits, **kwargs) -> InfluenceQueryStrategy:
+def make_strategy(gt_digits, **kwargs) -> InfluenceQueryStrategy:
     kwargs.setdefault("damping", DAMPING)
     kwargs.setdefault("random_state", 0)
     return InfluenceQueryStrategy(
-        digits["X_ref"],
-        digits["y_ref"],
-        X_labeled=digits["X_lab"],
-        y_labeled=digits["y_lab"],
+        gt_digits["X_ref"],
+        gt_digits["y_ref"],
+        X_labeled=gt_digits["X_lab"],
+        y_labeled=gt_digits["y_lab"],
         **kwargs,
     )
 
 
 @pytest.fixture(scope="module")
-def exact_run(digits, lr):
+def exact_run(gt_digits, lr):
     """skisal with the dense solve and the paper's Hessian: scores and s_test."""
-    strategy = make_strategy(digits, inverse_hvp="exact", curvature="hessian", scoring="forward")
-    scores = strategy.influence(lr["net"], digits["X_pool"])
+    strategy = make_strategy(gt_digits, inverse_hvp="exact", curvature="hessian", scoring="forward")
+    scores = strategy.influence(lr["net"], gt_digits["X_pool"])
     return strategy, scores
 
 
@@ -223,7 +224,7 @@ def test_model_is_at_the_regularised_optimum(lr):
     assert torch.equal(torch.cat([lin.weight.detach().reshape(-1), lin.bias.detach()]), lr["theta"])
 
 
-def test_reference_gradient_matches_autograd(digits, lr, exact_run):
+def test_reference_gradient_matches_autograd(gt_digits, lr, exact_run):
     strategy, _ = exact_run
     assert strategy.parameter_names_ == ["linear.weight", "linear.bias"]
     v = flat(strategy.reference_gradient_, strategy.parameter_names_)
@@ -234,7 +235,7 @@ def test_reference_gradient_matches_autograd(digits, lr, exact_run):
 # -- s_test against the explicit solve ----------------------------------------------------------
 @pytest.mark.parametrize("curvature", ["hessian", "gauss_newton"])
 @pytest.mark.parametrize("inverse_hvp", ["exact", "cg"])
-def test_s_test_matches_explicit_hessian_solve(digits, lr, exact_run, inverse_hvp, curvature):
+def test_s_test_matches_explicit_hessian_solve(gt_digits, lr, exact_run, inverse_hvp, curvature):
     """Exact and CG (their defaults otherwise) against torch.linalg.solve(H + damping I, grad).
 
     For logistic regression the Gauss-Newton matrix *is* the Hessian, so both
@@ -245,12 +246,10 @@ def test_s_test_matches_explicit_hessian_solve(digits, lr, exact_run, inverse_hv
     if (inverse_hvp, curvature) == ("exact", "hessian"):
         strategy = exact_run[0]  # already computed by the fixture
     else:
-        # The dense Gauss-Newton build takes 650 products: hessian_batch_size=N_LABELED
-        # (one chunk each) keeps it fast without changing the matrix. CG keeps the
-        # default 32, whose uneven last chunk (300 = 9 * 32 + 12) tests the weighting.
-        extra = {"hessian_batch_size": N_LABELED} if inverse_hvp == "exact" else {}
-        strategy = make_strategy(digits, inverse_hvp=inverse_hvp, curvature=curvature, **extra)
-        strategy.influence(lr["net"], digits["X_pool"])
+        # Default hessian_batch_size=32: the uneven last chunk (300 = 9 * 32 + 12)
+        # tests the per-chunk weighting of both the dense build and the products.
+        strategy = make_strategy(gt_digits, inverse_hvp=inverse_hvp, curvature=curvature)
+        strategy.influence(lr["net"], gt_digits["X_pool"])
     s = flat(strategy.s_test_, strategy.parameter_names_)
     cos, err = cosine(s, lr["s_test"]), rel_err(s, lr["s_test"])
     report = strategy.diagnostics_.solver
@@ -269,10 +268,10 @@ def test_s_test_matches_explicit_hessian_solve(digits, lr, exact_run, inverse_hv
         assert report.top_eigenvalue == pytest.approx(top, rel=1e-10)
 
 
-def test_cg_reaches_float64_precision_at_tight_tolerance(digits, lr):
+def test_cg_reaches_float64_precision_at_tight_tolerance(gt_digits, lr):
     """CG with cg_tol=1e-10 in float64: s_test to ~1e-9, and its residual is honest."""
-    strategy = make_strategy(digits, inverse_hvp="cg", cg_tol=1e-10, cg_max_iter=500)
-    strategy.influence(lr["net"], digits["X_pool"][:5])
+    strategy = make_strategy(gt_digits, inverse_hvp="cg", cg_tol=1e-10, cg_max_iter=500)
+    strategy.influence(lr["net"], gt_digits["X_pool"][:5])
     s = flat(strategy.s_test_, strategy.parameter_names_)
     err = rel_err(s, lr["s_test"])
     report = strategy.diagnostics_.solver
@@ -286,14 +285,14 @@ def test_cg_reaches_float64_precision_at_tight_tolerance(digits, lr):
     assert report.relative_residual == pytest.approx(true_residual, rel=1e-3, abs=1e-13)
 
 
-def test_lissa_defaults_match_explicit_solve(digits, lr):
+def test_lissa_defaults_match_explicit_solve(gt_digits, lr):
     """LiSSA with every default (damping=0.01, lissa_depth=1000, lissa_repeats=1,
     lissa_scale="auto", hessian_batch_size=32, lissa_tol=1e-6), random_state=0:
     cosine >= 0.99 with the explicit solve (measured ~0.998: at depth 1000 the
     bias (1 - damping/scale)^depth ~ 5e-4 is spent, the rest is the noise of
     32-sample minibatch Hessians)."""
-    strategy = make_strategy(digits, inverse_hvp="lissa")
-    strategy.influence(lr["net"], digits["X_pool"][:5])
+    strategy = make_strategy(gt_digits, inverse_hvp="lissa")
+    strategy.influence(lr["net"], gt_digits["X_pool"][:5])
     s = flat(strategy.s_test_, strategy.parameter_names_)
     cos, err = cosine(s, lr["s_test"]), rel_err(s, lr["s_test"])
     report = strategy.diagnostics_.solver
@@ -426,7 +425,7 @@ class MLP(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def mlp(digits):
+def mlp(gt_digits):
     torch.manual_seed(0)
     net = NeuralNetClassifier(
         MLP,
@@ -437,21 +436,21 @@ def mlp(digits):
         train_split=None,
         verbose=0,
     )
-    return net.fit(digits["X_lab"].astype(np.float32), digits["y_lab"])
+    return net.fit(gt_digits["X_lab"].astype(np.float32), gt_digits["y_lab"])
 
 
-def test_forward_scores_match_per_sample_gradients_float32_mlp(digits, mlp):
+def test_forward_scores_match_per_sample_gradients_float32_mlp(gt_digits, mlp):
     """Nonlinear float32 MLP: scoring="forward" against (a) a hand-written loop
     -<s_test, grad l(z, argmax)> by torch.autograd.grad per sample and (b)
     scoring="reverse". Tolerance: |difference| <= 1e-4 * max |score| (float32
     forward passes, both contractions accumulated in float64)."""
-    X_pool = digits["X_pool"].astype(np.float32)
-    X_lab = digits["X_lab"].astype(np.float32)
-    X_ref = digits["X_ref"].astype(np.float32)
+    X_pool = gt_digits["X_pool"].astype(np.float32)
+    X_lab = gt_digits["X_lab"].astype(np.float32)
+    X_ref = gt_digits["X_ref"].astype(np.float32)
 
     def strategy(scoring):
         return InfluenceQueryStrategy(
-            X_ref, digits["y_ref"], X_labeled=X_lab, y_labeled=digits["y_lab"],
+            X_ref, gt_digits["y_ref"], X_labeled=X_lab, y_labeled=gt_digits["y_lab"],
             inverse_hvp="cg", scoring=scoring, random_state=0,
         )  # fmt: skip
 

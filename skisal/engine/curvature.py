@@ -190,10 +190,45 @@ class DampedHessian:
         return self._symmetrise_and_damp(hessian)
 
     def _dense_by_products(self, dtype: torch.dtype) -> torch.Tensor:
-        space = self.model.space
-        eye = torch.eye(space.dim, dtype=space.dtype, device=space.device)
-        columns = [self.matvec(e) - self.damping * e for e in eye]
-        return self._symmetrise_and_damp(torch.stack(columns, dim=1).to(dtype))
+        """Dense Gauss-Newton ``sum_b J_b^T H_out,b J_b / n``, one Jacobian per batch."""
+        model, space = self.model, self.model.space
+        matrix = torch.zeros(space.dim, space.dim, dtype=dtype, device=space.device)
+        for idx in batches(self.n, self.batch_size):
+            with torch.enable_grad():
+                leaves = space.leaves()
+                outputs = model.forward(leaves, model.inputs(self.X, idx))
+                primal = [t for t in tree_leaves(outputs) if t.is_floating_point()]
+                flat_out = torch.cat([t.reshape(-1) for t in primal])
+                eye = torch.eye(len(flat_out), dtype=flat_out.dtype, device=flat_out.device)
+                rows = torch.autograd.grad(
+                    flat_out,
+                    list(leaves.values()),
+                    grad_outputs=eye,
+                    is_grads_batched=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+                jacobian = torch.cat([r.reshape(len(eye), -1) for r in rows], dim=1)
+                out = detached_leaf_copy(outputs)
+                out_leaves = [t for t in tree_leaves(out) if t.requires_grad]
+                loss = model.adapter.per_sample_loss(
+                    model.estimator, out, model.targets(self.y, idx)
+                ).sum()
+                grads = torch.autograd.grad(loss, out_leaves, create_graph=True)
+                flat_grad = torch.cat([g.reshape(-1) for g in grads])
+                out_rows = torch.autograd.grad(
+                    flat_grad,
+                    out_leaves,
+                    grad_outputs=eye,
+                    is_grads_batched=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+                out_hessian = torch.cat([r.reshape(len(eye), -1) for r in out_rows], dim=1)
+            jacobian = jacobian.to(dtype)
+            matrix += jacobian.T @ out_hessian.to(dtype) @ jacobian / self.n
+            self.hvp_count += len(idx) * space.dim
+        return self._symmetrise_and_damp(matrix)
 
     def _symmetrise_and_damp(self, matrix: torch.Tensor) -> torch.Tensor:
         matrix = (matrix + matrix.T) / 2  # remove float round-off asymmetry
