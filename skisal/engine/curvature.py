@@ -36,6 +36,20 @@ __all__ = ["CURVATURES", "DampedHessian"]
 CURVATURES = ("gauss_newton", "hessian")
 
 
+def _rows(vector: torch.Tensor, inputs: list[torch.Tensor], basis: torch.Tensor) -> torch.Tensor:
+    """``basis @ d vector / d inputs`` as a ``(len(basis), sum numel)`` matrix (vmapped)."""
+    rows = torch.autograd.grad(
+        vector,
+        inputs,
+        grad_outputs=basis,
+        is_grads_batched=True,
+        retain_graph=True,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+    return torch.cat([r.reshape(len(basis), -1) for r in rows], dim=1)
+
+
 class DampedHessian:
     """Products with ``H_S + damping * I`` for ``S`` the labelled set or a subset of it.
 
@@ -157,7 +171,7 @@ class DampedHessian:
     def dense(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """The dense ``H + damping I`` (``dim x dim``), for small parameter counts."""
         if self.curvature == "gauss_newton":
-            return self._dense_by_products(dtype)
+            return self._dense_gauss_newton(dtype)
         space = self.model.space
         dim = space.dim
         hessian = torch.zeros(dim, dim, dtype=dtype, device=space.device)
@@ -174,22 +188,12 @@ class DampedHessian:
                     continue
                 for start in range(0, dim, rows_per_call):
                     basis = eye[start : start + rows_per_call]
-                    rows = torch.autograd.grad(
-                        flat_grad,
-                        params,
-                        grad_outputs=basis,
-                        is_grads_batched=True,
-                        retain_graph=True,
-                        allow_unused=True,
-                        materialize_grads=True,
-                    )
-                    hessian[start : start + len(basis)] += torch.cat(
-                        [r.reshape(len(basis), -1) for r in rows], dim=1
-                    ).to(dtype)
+                    rows = _rows(flat_grad, params, basis)
+                    hessian[start : start + len(basis)] += rows.to(dtype)
             self.hvp_count += len(idx) * dim
         return self._symmetrise_and_damp(hessian)
 
-    def _dense_by_products(self, dtype: torch.dtype) -> torch.Tensor:
+    def _dense_gauss_newton(self, dtype: torch.dtype) -> torch.Tensor:
         """Dense Gauss-Newton ``sum_b J_b^T H_out,b J_b / n``, one Jacobian per batch."""
         model, space = self.model, self.model.space
         matrix = torch.zeros(space.dim, space.dim, dtype=dtype, device=space.device)
@@ -200,15 +204,7 @@ class DampedHessian:
                 primal = [t for t in tree_leaves(outputs) if t.is_floating_point()]
                 flat_out = torch.cat([t.reshape(-1) for t in primal])
                 eye = torch.eye(len(flat_out), dtype=flat_out.dtype, device=flat_out.device)
-                rows = torch.autograd.grad(
-                    flat_out,
-                    list(leaves.values()),
-                    grad_outputs=eye,
-                    is_grads_batched=True,
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-                jacobian = torch.cat([r.reshape(len(eye), -1) for r in rows], dim=1)
+                jacobian = _rows(flat_out, list(leaves.values()), eye)
                 out = detached_leaf_copy(outputs)
                 out_leaves = [t for t in tree_leaves(out) if t.requires_grad]
                 loss = model.adapter.per_sample_loss(
@@ -216,15 +212,7 @@ class DampedHessian:
                 ).sum()
                 grads = torch.autograd.grad(loss, out_leaves, create_graph=True)
                 flat_grad = torch.cat([g.reshape(-1) for g in grads])
-                out_rows = torch.autograd.grad(
-                    flat_grad,
-                    out_leaves,
-                    grad_outputs=eye,
-                    is_grads_batched=True,
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-                out_hessian = torch.cat([r.reshape(len(eye), -1) for r in out_rows], dim=1)
+                out_hessian = _rows(flat_grad, out_leaves, eye)
             jacobian = jacobian.to(dtype)
             matrix += jacobian.T @ out_hessian.to(dtype) @ jacobian / self.n
             self.hvp_count += len(idx) * space.dim
