@@ -20,7 +20,7 @@ and initial network, shared by all strategies, so they are compared on equal
 footing. The area under the learning curve (AULC) is the mean test accuracy
 over all labelled-set sizes, the initial one included.
 
-Run it from the repository root (about a minute on 2 CPU cores)::
+Run it from the repository root (about two minutes on 2 CPU cores)::
 
     python examples/digits_active_learning.py
     python examples/digits_active_learning.py --quick          # a few seconds, for CI
@@ -64,7 +64,7 @@ REFERENCE_SIZE = 100
 N_CLASSES = 10
 
 #: Run sizes when not given on the command line: the full demo, and ``--quick``.
-DEFAULTS = {"seeds": 3, "steps": 6, "epochs": 40}
+DEFAULTS = {"seeds": 5, "steps": 10, "epochs": 40}
 QUICK = {"seeds": 1, "steps": 2, "epochs": 10}
 
 QueryStrategy = Callable[..., Any]
