@@ -29,7 +29,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from ._trees import detached_leaf_copy, tree_leaves, tree_map
-from .model import BoundModel, batches
+from .model import BoundModel, batches, dual_level
 
 __all__ = ["CURVATURES", "DampedHessian"]
 
@@ -120,7 +120,7 @@ class DampedHessian:
             tangent = space.split(v.to(space.dtype))
             inputs = model.inputs(self.X, idx)
             targets = model.targets(self.y, idx)
-            with fwAD.dual_level():
+            with dual_level():
                 duals = {n: fwAD.make_dual(leaves[n], tangent[n]) for n in leaves}
                 outputs = model.forward(duals, inputs)
                 primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)

@@ -8,6 +8,7 @@ module's mode to :func:`evaluation_mode`, which restores it exactly.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 
@@ -39,6 +41,21 @@ def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+@contextmanager
+def dual_level() -> Iterator[None]:
+    """``forward_ad.dual_level`` without torch's own internal deprecation notice.
+
+    The first forward-mode pass in a process loads torch's JVP decompositions,
+    which call ``torch.jit.script`` and warn about it: nothing a user can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning
+        )
+        with fwAD.dual_level():
+            yield
 
 
 def batches(n: int, batch_size: int) -> Iterator[np.ndarray]:

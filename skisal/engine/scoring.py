@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..exceptions import NonFiniteScoreError
 from ._trees import detached_leaf_copy, tree_leaves, tree_map
-from .model import BoundModel, batches
+from .model import BoundModel, batches, dual_level
 
 __all__ = ["score_pool"]
 
@@ -129,7 +129,7 @@ def score_pool(
     with torch.no_grad():
         if method in ("auto", "forward"):
             try:
-                with fwAD.dual_level():
+                with dual_level():
                     duals = {
                         name: fwAD.make_dual(p, t)
                         for (name, p), t in zip(
