@@ -34,8 +34,11 @@ class SkorchClassifierAdapter(ModelAdapter):
     ``CrossEntropyLoss`` on logits, and ``NLLLoss`` on log-probabilities in a
     plain ``NeuralNet``. The criterion's options (class ``weight``,
     ``label_smoothing``, ``ignore_index``) are kept; only its reduction is
-    changed, on a copy, to get per-sample losses. A module returning a tuple
-    is read as skorch reads it: its first element is the prediction.
+    changed, on a copy, to get per-sample losses, whose plain mean is the
+    training objective (with a class ``weight``, torch's ``"mean"`` divides by
+    the summed weights instead; the two differ by a factor per batch). A module
+    returning a tuple is read as skorch reads it: its first element is the
+    prediction. Inputs are arrays or tensors (not skorch's dict inputs).
 
     Parameters
     ----------
