@@ -417,10 +417,9 @@ class InfluenceQueryStrategy(BaseEstimator):
             )
 
         module = adapter.get_module(estimator)
-        device = (
-            torch.device(self.device) if self.device is not None else adapter.get_device(estimator)
-        )
-        if device != adapter.get_device(estimator):
+        module_device = adapter.get_device(estimator)
+        device = module_device if self.device is None else torch.device(self.device)
+        if device != module_device:
             module = copy.deepcopy(module).to(device)  # the user's module stays put
         spec = adapter.default_parameters if self.parameters is None else self.parameters
         space = ParameterSpace(select_parameters(module, spec))

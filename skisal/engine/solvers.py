@@ -193,8 +193,7 @@ class ExactSolver(InverseHVPSolver):
             raise SolverDivergenceError(
                 "inverse_hvp='exact': the damped Hessian is not positive definite (smallest "
                 f"eigenvalue {float(eigenvalues[0]):.3g}); use curvature='gauss_newton' or "
-                f"increase damping above "
-                f"{-float(eigenvalues[0]):.3g}."
+                f"increase damping above {-float(eigenvalues[0]):.3g}."
             )
         x = torch.linalg.solve(matrix, v.to(torch.float64))
         report.relative_residual = float(
