@@ -12,7 +12,13 @@ import functools
 import inspect
 from typing import Any
 
-__all__ = ["installed_modal_returns_scores", "is_learner", "learner_returns_scores"]
+__all__ = [
+    "format_result",
+    "installed_modal_returns_scores",
+    "is_learner",
+    "learner_returns_scores",
+    "returns_scores",
+]
 
 
 @functools.cache
@@ -36,3 +42,20 @@ def learner_returns_scores(learner: Any) -> bool:
         return "return_metrics" in inspect.signature(type(learner).query).parameters
     except (TypeError, ValueError, AttributeError):
         return installed_modal_returns_scores()
+
+
+def returns_scores(setting: str | bool, classifier: Any) -> bool:
+    """Resolve a strategy's ``return_scores`` option for this call.
+
+    "auto" follows the calling learner's protocol, else the installed modAL's.
+    """
+    if setting != "auto":
+        return bool(setting)
+    if is_learner(classifier):
+        return learner_returns_scores(classifier)
+    return installed_modal_returns_scores()
+
+
+def format_result(indices: Any, scores: Any, with_scores: bool) -> Any:
+    """A strategy's return value: ``(indices, scores)`` or indices only."""
+    return (indices, scores) if with_scores else indices

@@ -297,7 +297,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             # modAL 0.4.2.x re-calls a strategy that raised: re-raise at once
             # instead of repeating the expensive work.
             raise pending[1]
-        returns_scores = self._returns_scores(classifier)
+        returns_scores = _modal.returns_scores(self.return_scores, classifier)
         try:
             scores = self._influence(classifier, X_pool, X_labeled, y_labeled, n_instances)
         except Exception as exc:
@@ -306,14 +306,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             raise
         # Stable sort: ties keep pool order, so equal inputs give equal selections.
         order = np.argsort(scores, kind="stable")[: int(n_instances)]
-        return (order, scores[order]) if returns_scores else order
-
-    def _returns_scores(self, classifier: Any) -> bool:
-        if self.return_scores != "auto":
-            return bool(self.return_scores)
-        if _modal.is_learner(classifier):
-            return _modal.learner_returns_scores(classifier)
-        return _modal.installed_modal_returns_scores()
+        return _modal.format_result(order, scores[order], returns_scores)
 
     # -- influence --------------------------------------------------------------
     def influence(

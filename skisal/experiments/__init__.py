@@ -1,0 +1,37 @@
+"""Active-learning experiments: datasets, strategies, a resumable runner, reports.
+
+Command line: ``skisal-experiment --help`` (or ``python -m skisal.experiments``).
+Needs modAL and matplotlib (``pip install "skisal[modal,examples]"``).
+"""
+
+from .datasets import DATASETS, Dataset, load_dataset
+from .report import (
+    aulc,
+    format_summary,
+    labels_to_reach,
+    plot_learning_curves,
+    summarise,
+    write_report,
+)
+from .runner import ExperimentConfig, StepRecord, load_records, run_experiment, split_indices
+from .strategies import STRATEGIES, StrategyContext, make_strategy
+
+__all__ = [
+    "DATASETS",
+    "STRATEGIES",
+    "Dataset",
+    "ExperimentConfig",
+    "StepRecord",
+    "StrategyContext",
+    "aulc",
+    "format_summary",
+    "labels_to_reach",
+    "load_dataset",
+    "load_records",
+    "make_strategy",
+    "plot_learning_curves",
+    "run_experiment",
+    "split_indices",
+    "summarise",
+    "write_report",
+]

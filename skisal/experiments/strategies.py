@@ -1,0 +1,92 @@
+"""Query strategies an experiment can compare, by name.
+
+Each entry builds a modAL query strategy from a :class:`StrategyContext` (the
+seed's reference set). modAL's ``uncertainty_sampling``, ``margin_sampling``
+and ``entropy_sampling`` are used as they are. A custom strategy is named on
+the command line as ``package.module:function``, the function taking a
+:class:`StrategyContext` and returning a strategy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..baselines import CoresetSampling, RandomSampling, gradient_similarity
+from ..strategy import InfluenceQueryStrategy
+
+__all__ = ["STRATEGIES", "StrategyContext", "make_strategy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may use besides the learner: the seed's reference set.
+
+    ``random_state`` is the run's seed; the runner reseeds any strategy with a
+    ``random_state`` parameter before each query, so that a resumed run makes
+    the same choices as an uninterrupted one.
+    """
+
+    X_reference: Any
+    y_reference: Any
+    random_state: int
+
+
+def _modal(name: str) -> Callable[[StrategyContext], Any]:
+    def factory(context: StrategyContext) -> Any:
+        from modAL import uncertainty
+
+        return getattr(uncertainty, name)
+
+    factory.__doc__ = f"modAL's ``{name}``, unchanged."
+    return factory
+
+
+def _isal(context: StrategyContext) -> InfluenceQueryStrategy:
+    """The paper's ISAL with skisal's defaults and the seed's reference set."""
+    return InfluenceQueryStrategy(
+        context.X_reference, context.y_reference, random_state=context.random_state
+    )
+
+
+def _gradient_similarity(context: StrategyContext) -> InfluenceQueryStrategy:
+    return gradient_similarity(
+        context.X_reference, context.y_reference, random_state=context.random_state
+    )
+
+
+#: name -> factory(context) of a modAL query strategy.
+STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
+    "isal": _isal,
+    "gradient_similarity": _gradient_similarity,
+    "coreset": lambda context: CoresetSampling(random_state=context.random_state),
+    "uncertainty": _modal("uncertainty_sampling"),
+    "margin": _modal("margin_sampling"),
+    "entropy": _modal("entropy_sampling"),
+    "random": lambda context: RandomSampling(random_state=context.random_state),
+}
+
+
+def make_strategy(name: str, context: StrategyContext) -> Any:
+    """Build the strategy ``name`` (built in, or ``"package.module:function"``).
+
+    Raises
+    ------
+    ValueError
+        If the name is neither built in nor an importable ``module:function``.
+    """
+    if name in STRATEGIES:
+        return STRATEGIES[name](context)
+    if ":" not in name:
+        raise ValueError(
+            f"unknown strategy {name!r}: use one of {list(STRATEGIES)} or "
+            "'package.module:function' taking a StrategyContext."
+        )
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load strategy {name!r}: {exc}") from exc
+    return factory(context)
