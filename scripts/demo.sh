@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the main job: an active-learning comparison of
-# ISAL against modAL's uncertainty strategies and random sampling on
-# scikit-learn's digits, writing results and a plot to results/digits/.
+# Set up (if needed) and run the main job: a quick active-learning comparison
+# on scikit-learn's digits (small CNN, 3 seeds, 10 queries of 50 labels) of
+# ISAL, gradient similarity, k-center coreset, modAL's uncertainty, margin and
+# entropy sampling, and random. A few minutes on 2 CPU cores; writes
+# results/demo/{records.jsonl,results.csv,summary.json,learning_curves.png}.
+# Extra arguments go to skisal-experiment (see --help); e.g. --seeds 5 for
+# the full comparison, --quick for a smoke run. Re-running resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-python examples/digits_active_learning.py "$@"
+export OMP_NUM_THREADS=1
+skisal-experiment --dataset digits --seeds 3 --out results/demo "$@"

@@ -105,16 +105,6 @@ class RandomSampling(BaseEstimator):
         return _modal.format_result(order, utility[order], with_scores)
 
 
-def _last_linear(module: nn.Module) -> str:
-    names = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise ValueError(
-            "the network has no nn.Linear layer whose input could serve as penultimate "
-            "features: pass layer='<module name>'."
-        )
-    return names[-1]
-
-
 def penultimate_features(
     estimator: Any,
     X: Any,
@@ -134,7 +124,7 @@ def penultimate_features(
         Samples.
     layer : str, optional
         Name of the module (as in ``named_modules()``) whose *input* is
-        returned, flattened per sample. Default: the last ``nn.Linear``, whose
+        returned, flattened per sample. Default: the last ``nn.Linear`` the forward pass runs, whose
         input is the penultimate representation of most classifiers.
     adapter : ModelAdapter, optional
         Resolved from the estimator when None.
@@ -172,23 +162,44 @@ def penultimate_features(
     device = module_device if device is None else torch.device(device)
     if device != module_device:
         module = copy.deepcopy(module).to(device)  # the user's module stays put
-    name = _last_linear(module) if layer is None else layer
-    target = dict(module.named_modules()).get(name)
-    if target is None:
-        raise ValueError(f"layer={name!r} names no module of the network.")
+    if layer is None:
+        # The last nn.Linear *executed* (not registered): found on the first batch.
+        candidates = {n: m for n, m in module.named_modules() if isinstance(m, nn.Linear)}
+        if not candidates:
+            raise ValueError(
+                "the network has no nn.Linear layer whose input could serve as penultimate "
+                "features: pass layer='<module name>'."
+            )
+    else:
+        if layer not in dict(module.named_modules()):
+            raise ValueError(f"layer={layer!r} names no module of the network.")
+        candidates = {layer: dict(module.named_modules())[layer]}
 
-    captured: list[torch.Tensor] = []
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name in candidates}
+    executed: list[str] = []
 
-    def capture(_module: nn.Module, args: tuple[Any, ...]) -> None:
-        captured.append(args[0].detach().flatten(1).float())
+    def hook(name: str) -> Any:
+        def capture(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            captured[name].append(args[0].detach().flatten(1).float())
+            executed.append(name)
 
-    handle = target.register_forward_pre_hook(capture)
+        return capture
+
+    handles = {n: m.register_forward_pre_hook(hook(n)) for n, m in candidates.items()}
     try:
         with evaluation_mode(module), torch.no_grad():
             for idx in batches(adapter.n_samples(X), batch_size):
                 adapter.forward(estimator, module, adapter.get_inputs(estimator, X, idx, device))
+                if len(handles) > 1:  # keep only the last layer run from now on
+                    chosen = executed[-1]
+                    for name in list(handles):
+                        if name != chosen:
+                            handles.pop(name).remove()
+                            captured.pop(name)
     finally:
-        handle.remove()
+        for handle in handles.values():
+            handle.remove()
+    (captured,) = captured.values()
     return torch.cat(captured)
 
 

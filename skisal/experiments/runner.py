@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .._validation import take_rows
 from .datasets import Dataset, load_dataset
-from .strategies import StrategyContext, make_strategy
+from .strategies import StrategyContext, make_strategy, strategy_factory
 
 __all__ = ["ExperimentConfig", "StepRecord", "load_records", "run_experiment", "split_indices"]
 
@@ -94,17 +94,26 @@ class ExperimentConfig:
         unknown = set(sizes) - set(fields)
         if unknown:
             raise TypeError(f"unknown sizes {sorted(unknown)}; expected some of {fields}.")
-        values = {f: sizes.get(f) or getattr(defaults, f) for f in fields}
+        values = {f: getattr(defaults, f) if sizes.get(f) is None else sizes[f] for f in fields}
         return cls(dataset, tuple(strategies), tuple(int(s) for s in seeds), **values)
 
     def validate(self, n_samples: int) -> None:
-        """Raise ``ValueError`` naming the field when the sizes cannot work."""
-        for name in ("initial_size", "query_size", "steps", "test_size", "reference_size"):
+        """Raise ``ValueError`` naming the field when the configuration cannot work."""
+        for name in (
+            "initial_size",
+            "query_size",
+            "steps",
+            "test_size",
+            "reference_size",
+            "epochs",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not self.strategies:
             raise ValueError("strategies is empty: name at least one strategy.")
+        for name in self.strategies:
+            strategy_factory(name)  # unknown names fail here, before any work
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}.")
         available = n_samples - self.test_size - self.reference_size

@@ -17,7 +17,7 @@ from typing import Any
 from ..baselines import CoresetSampling, RandomSampling, gradient_similarity
 from ..strategy import InfluenceQueryStrategy
 
-__all__ = ["STRATEGIES", "StrategyContext", "make_strategy"]
+__all__ = ["STRATEGIES", "StrategyContext", "make_strategy", "strategy_factory"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
 }
 
 
-def make_strategy(name: str, context: StrategyContext) -> Any:
-    """Build the strategy ``name`` (built in, or ``"package.module:function"``).
+def strategy_factory(name: str) -> Callable[[StrategyContext], Any]:
+    """The factory of strategy ``name`` (built in, or ``"package.module:function"``).
 
     Raises
     ------
@@ -78,7 +78,7 @@ def make_strategy(name: str, context: StrategyContext) -> Any:
         If the name is neither built in nor an importable ``module:function``.
     """
     if name in STRATEGIES:
-        return STRATEGIES[name](context)
+        return STRATEGIES[name]
     if ":" not in name:
         raise ValueError(
             f"unknown strategy {name!r}: use one of {list(STRATEGIES)} or "
@@ -86,7 +86,11 @@ def make_strategy(name: str, context: StrategyContext) -> Any:
         )
     module_name, _, attribute = name.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attribute)
+        return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load strategy {name!r}: {exc}") from exc
-    return factory(context)
+
+
+def make_strategy(name: str, context: StrategyContext) -> Any:
+    """Build the strategy ``name`` for one run (see :func:`strategy_factory`)."""
+    return strategy_factory(name)(context)
