@@ -54,7 +54,7 @@ def labels_to_reach(n_labeled: Sequence[float], scores: Sequence[float], target:
 
     Examples
     --------
-    >>> labels_to_reach([100, 200, 300], [0.80, 0.90, 0.95], 0.85)
+    >>> labels_to_reach([100, 200, 300], [0.5, 0.75, 1.0], 0.625)
     150.0
     >>> labels_to_reach([100, 200], [0.8, 0.9], 0.95)
     nan
