@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from torch import nn
 
 from . import _modal
 from ._validation import check_data, check_n_instances, n_rows
 from .adapters import ModelAdapter, resolve_adapter
+from .engine.layers import LayerProbe
 from .engine.model import batches, evaluation_mode
 from .strategy import InfluenceQueryStrategy
 
@@ -162,45 +162,12 @@ def penultimate_features(
     device = module_device if device is None else torch.device(device)
     if device != module_device:
         module = copy.deepcopy(module).to(device)  # the user's module stays put
-    if layer is None:
-        # The last nn.Linear *executed* (not registered): found on the first batch.
-        candidates = {n: m for n, m in module.named_modules() if isinstance(m, nn.Linear)}
-        if not candidates:
-            raise ValueError(
-                "the network has no nn.Linear layer whose input could serve as penultimate "
-                "features: pass layer='<module name>'."
-            )
-    else:
-        if layer not in dict(module.named_modules()):
-            raise ValueError(f"layer={layer!r} names no module of the network.")
-        candidates = {layer: dict(module.named_modules())[layer]}
-
-    captured: dict[str, list[torch.Tensor]] = {name: [] for name in candidates}
-    executed: list[str] = []
-
-    def hook(name: str) -> Any:
-        def capture(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            captured[name].append(args[0].detach().flatten(1).float())
-            executed.append(name)
-
-        return capture
-
-    handles = {n: m.register_forward_pre_hook(hook(n)) for n, m in candidates.items()}
-    try:
-        with evaluation_mode(module), torch.no_grad():
-            for idx in batches(adapter.n_samples(X), batch_size):
-                adapter.forward(estimator, module, adapter.get_inputs(estimator, X, idx, device))
-                if len(handles) > 1:  # keep only the last layer run from now on
-                    chosen = executed[-1]
-                    for name in list(handles):
-                        if name != chosen:
-                            handles.pop(name).remove()
-                            captured.pop(name)
-    finally:
-        for handle in handles.values():
-            handle.remove()
-    (captured,) = captured.values()
-    return torch.cat(captured)
+    features = []
+    with LayerProbe(module, layer) as probe, evaluation_mode(module), torch.no_grad():
+        for idx in batches(adapter.n_samples(X), batch_size):
+            adapter.forward(estimator, module, adapter.get_inputs(estimator, X, idx, device))
+            features.append(probe.take()[0].flatten(1).float())
+    return torch.cat(features)
 
 
 def k_center_greedy(

@@ -29,10 +29,12 @@ from .engine import (
     evaluation_mode,
     select_parameters,
 )
+from .engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
 
 __all__ = ["InfluenceQueryStrategy"]
 
 INVERSE_HVP_METHODS = ("lissa", "cg", "exact", "identity")
+SELECTIONS = ("top", "diverse")
 
 
 def _positive_int(value: Any) -> bool:
@@ -68,6 +70,7 @@ _CONSTRAINTS = {
     "scoring": (lambda v: v in ("auto", "forward", "reverse"), "'auto', 'forward' or 'reverse'"),
     "progress": (lambda v: isinstance(v, bool), "a bool"),
     "return_scores": (lambda v: v == "auto" or isinstance(v, bool), "'auto' or a bool"),
+    "selection": (lambda v: v in SELECTIONS, f"one of {SELECTIONS}"),
 }
 
 
@@ -144,6 +147,14 @@ class InfluenceQueryStrategy(BaseEstimator):
         from the estimator when None (skorch nets get
         :class:`~skisal.SkorchClassifierAdapter`). Task options such as the
         expected-gradient ``top_k`` of Eq. 3 live on the adapter.
+    selection : {"top", "diverse"}, default="top"
+        How a query picks ``n_instances`` samples from the scores. "top": the
+        most negative influences (the paper). "diverse": k-means++ seeding
+        over the pool's last-layer UUIC gradients, each weighted by its rank
+        by influence, starting from the most helpful sample (BADGE-style
+        diversity tilted by influence; needs a network whose output comes from
+        an ``nn.Linear``). On digits it matched margin sampling's AULC where
+        "top" trailed it; see the user guide for the measurements.
     batch_size : int, default=256
         Pool and reference samples per forward pass.
     device : str or torch.device, optional
@@ -215,6 +226,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         cg_tol: float = 1e-5,
         parameters: Any = None,
         adapter: ModelAdapter | None = None,
+        selection: str = "top",
         batch_size: int = 256,
         device: str | torch.device | None = None,
         scoring: str = "auto",
@@ -238,6 +250,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         self.cg_tol = cg_tol
         self.parameters = parameters
         self.adapter = adapter
+        self.selection = selection
         self.batch_size = batch_size
         self.device = device
         self.scoring = scoring
@@ -299,13 +312,11 @@ class InfluenceQueryStrategy(BaseEstimator):
             raise pending[1]
         returns_scores = _modal.returns_scores(self.return_scores, classifier)
         try:
-            scores = self._influence(classifier, X_pool, X_labeled, y_labeled, n_instances)
+            scores, order = self._influence(classifier, X_pool, X_labeled, y_labeled, n_instances)
         except Exception as exc:
             if _modal.is_learner(classifier) and returns_scores:
                 self._pending_failure = (key, exc)
             raise
-        # Stable sort: ties keep pool order, so equal inputs give equal selections.
-        order = np.argsort(scores, kind="stable")[: int(n_instances)]
         return _modal.format_result(order, scores[order], returns_scores)
 
     # -- influence --------------------------------------------------------------
@@ -352,7 +363,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         >>> scores.shape, bool(np.isfinite(scores).all())
         ((20,), True)
         """
-        return self._influence(classifier, X_pool, X_labeled, y_labeled).copy()
+        return self._influence(classifier, X_pool, X_labeled, y_labeled)[0].copy()
 
     def _influence(
         self,
@@ -361,8 +372,11 @@ class InfluenceQueryStrategy(BaseEstimator):
         X_labeled: Any,
         y_labeled: Any,
         n_instances: Any = None,
-    ) -> np.ndarray:
-        """Validate everything (cheap), then compute the scores (expensive)."""
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate everything (cheap), then compute the scores (expensive).
+
+        Returns the scores and, when ``n_instances`` is given, the selection.
+        """
         self._validate_params()
         estimator, X_lab, y_lab = self._unwrap(classifier, X_labeled, y_labeled)
         adapter = resolve_adapter(estimator, self.adapter)
@@ -435,9 +449,28 @@ class InfluenceQueryStrategy(BaseEstimator):
                 y_lab = adapter.check_targets(estimator, y_lab, "y_labeled", probe)
             s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
             scores = engine.scores(s_test, X_pool, diagnostics)
+            order = None
+            if n_instances is not None:
+                order = self._select(model, X_pool, scores, int(n_instances), rng)
         self._store(space, s_test, v, diagnostics)
         self.scores_ = scores.cpu().numpy().astype(np.float64)
-        return self.scores_
+        return self.scores_, order
+
+    def _select(
+        self,
+        model: BoundModel,
+        X_pool: Any,
+        scores: torch.Tensor,
+        n_instances: int,
+        rng: np.random.RandomState,
+    ) -> np.ndarray:
+        # Stable sort: ties keep pool order, so equal inputs give equal selections.
+        ranking = torch.argsort(scores, stable=True)
+        if self.selection == "top" or n_instances == 1:
+            return ranking[:n_instances].cpu().numpy()
+        outer, inner = gradient_factors(model, X_pool, self.batch_size)
+        outer = outer * influence_rank_weights(scores).sqrt()[:, None]
+        return kmeans_pp_select(outer, inner, n_instances, int(ranking[0]), rng)
 
     # -- helpers ----------------------------------------------------------------
     def _validate_params(self) -> None:

@@ -52,6 +52,7 @@ def tricky_net(fitted_net):
         dict(inverse_hvp="exact", parameters=["out"]),
         dict(inverse_hvp="cg", curvature="hessian", damping=5.0, scoring="reverse"),
         dict(inverse_hvp="identity", parameters="weights"),
+        dict(inverse_hvp="cg", selection="diverse"),
     ],
 )
 def test_query_leaves_model_and_pool_bit_identical(digits, tricky_net, options):

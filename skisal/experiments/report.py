@@ -139,6 +139,8 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     """A text table: mean score per step, AULC, labels saved, query time."""
     names = list(summary)
     width = max(16, *(len(n) + 2 for n in names))
+    if len(names) > 1:  # room for "saved vs best other" cells: "12% (name)"
+        width = max(width, *(len(n) + 10 for n in names))
 
     def line(label: str, cells: Sequence[str]) -> str:
         return f"{label:>22}" + "".join(f"{c:>{width}}" for c in cells)

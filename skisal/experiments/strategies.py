@@ -51,6 +51,16 @@ def _isal(context: StrategyContext) -> InfluenceQueryStrategy:
     )
 
 
+def _isal_diverse(context: StrategyContext) -> InfluenceQueryStrategy:
+    """ISAL with ``selection="diverse"``: influence-weighted k-means++ on UUIC gradients."""
+    return InfluenceQueryStrategy(
+        context.X_reference,
+        context.y_reference,
+        selection="diverse",
+        random_state=context.random_state,
+    )
+
+
 def _gradient_similarity(context: StrategyContext) -> InfluenceQueryStrategy:
     return gradient_similarity(
         context.X_reference, context.y_reference, random_state=context.random_state
@@ -60,6 +70,7 @@ def _gradient_similarity(context: StrategyContext) -> InfluenceQueryStrategy:
 #: name -> factory(context) of a modAL query strategy.
 STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
     "isal": _isal,
+    "isal_diverse": _isal_diverse,
     "gradient_similarity": _gradient_similarity,
     "coreset": lambda context: CoresetSampling(random_state=context.random_state),
     "uncertainty": _modal("uncertainty_sampling"),

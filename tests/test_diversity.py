@@ -1,0 +1,126 @@
+"""selection="diverse": last-layer UUIC gradient factors and influence-weighted k-means++."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_net
+from modAL.models import ActiveLearner
+
+from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
+from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
+from skisal.engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
+
+
+def _bound(net):
+    adapter = SkorchClassifierAdapter()
+    module = net.module_
+    space = ParameterSpace(select_parameters(module, "all"))
+    return BoundModel(adapter, net, module, space, torch.device("cpu"))
+
+
+def test_gradient_factors_are_per_sample_last_layer_gradients(digits, fitted_net):
+    """a (x) [h, 1] equals autograd's per-sample gradient of the UUIC loss w.r.t. out.weight/bias."""
+    model = _bound(fitted_net)
+    X = digits["X_pool"][:12]
+    module = fitted_net.module_
+    grad_before = module.out.weight.grad.clone()  # skorch leaves the last step's .grad
+    with evaluation_mode(module), torch.no_grad():
+        outer, inner = gradient_factors(model, X, batch_size=5)
+    assert torch.equal(module.out.weight.grad, grad_before)  # nothing accumulated
+    assert outer.shape == (12, 10) and inner.shape == (12, 17)
+    adapter = SkorchClassifierAdapter()
+    with evaluation_mode(module):
+        for i in range(12):
+            weight = module.out.weight.detach().clone().requires_grad_(True)
+            bias = module.out.bias.detach().clone().requires_grad_(True)
+            params = {"out.weight": weight, "out.bias": bias}
+            logits = torch.func.functional_call(module, params, (torch.as_tensor(X[i : i + 1]),))
+            loss = adapter.pseudo_label_loss(fitted_net, logits).sum()
+            g_weight, g_bias = torch.autograd.grad(loss, [weight, bias])
+            expected = torch.cat([g_weight, g_bias[:, None]], dim=1).double()
+            torch.testing.assert_close(
+                torch.outer(outer[i], inner[i]), expected, atol=1e-6, rtol=1e-4
+            )
+
+
+def test_kmeans_pp_factored_distances_and_invariants():
+    rng = np.random.RandomState(0)
+    outer = torch.as_tensor(rng.randn(40, 3))
+    inner = torch.as_tensor(rng.randn(40, 5))
+    explicit = (outer[:, :, None] * inner[:, None, :]).reshape(40, -1)
+    picks = kmeans_pp_select(outer, inner, 10, first=7, rng=np.random.RandomState(1))
+    assert picks[0] == 7 and len(set(picks.tolist())) == 10
+    assert picks.min() >= 0 and picks.max() < 40
+    same = kmeans_pp_select(outer, inner, 10, first=7, rng=np.random.RandomState(1))
+    np.testing.assert_array_equal(picks, same)  # seeded
+    # Second pick: D^2 sampling. With one far point dominating, it must be chosen.
+    outer2, inner2 = outer.clone(), inner.clone()
+    outer2[3] *= 1e4
+    assert kmeans_pp_select(outer2, inner2, 2, first=7, rng=np.random.RandomState(2))[1] == 3
+    # The factored distance used inside equals the explicit one.
+    sq = (outer**2).sum(1) * (inner**2).sum(1)
+    factored = sq + sq[7] - 2 * (outer @ outer[7]) * (inner @ inner[7])
+    torch.testing.assert_close(factored, ((explicit - explicit[7]) ** 2).sum(1))
+
+
+def test_kmeans_pp_with_duplicates_and_whole_pool():
+    outer = torch.ones(6, 2, dtype=torch.float64)
+    inner = torch.ones(6, 3, dtype=torch.float64)  # every point identical
+    picks = kmeans_pp_select(outer, inner, 6, first=2, rng=np.random.RandomState(0))
+    assert sorted(picks.tolist()) == list(range(6)) and picks[0] == 2
+
+
+def test_influence_rank_weights():
+    weights = influence_rank_weights(torch.tensor([3.0, -1.0, 0.5, -7.0, 2.0]))
+    torch.testing.assert_close(
+        weights, torch.tensor([0.5, 0.875, 0.75, 1.0, 0.625], dtype=torch.float64)
+    )
+
+
+def _learner(digits, net, **options):
+    strategy = InfluenceQueryStrategy(
+        digits["X_reference"], digits["y_reference"], random_state=0, **options
+    )
+    learner = ActiveLearner(estimator=net, query_strategy=strategy)
+    learner.X_training, learner.y_training = digits["X_labeled"], digits["y_labeled"]
+    return learner, strategy
+
+
+def test_diverse_query_starts_at_the_most_helpful_and_is_reproducible(digits, fitted_net):
+    learner, strategy = _learner(digits, fitted_net, selection="diverse")
+    idx, X_sel = learner.query(digits["X_pool"], n_instances=15)
+    assert len(set(np.asarray(idx).tolist())) == 15
+    assert idx[0] == int(np.argmin(strategy.scores_))
+    np.testing.assert_array_equal(X_sel, digits["X_pool"][idx])
+    again, _ = learner.query(digits["X_pool"], n_instances=15)
+    np.testing.assert_array_equal(idx, again)
+    top, _ = _learner(digits, fitted_net)[0].query(digits["X_pool"], n_instances=15)
+    assert set(np.asarray(top).tolist()) != set(np.asarray(idx).tolist())  # it does differ
+
+
+def test_diverse_single_instance_equals_top(digits, fitted_net):
+    diverse = _learner(digits, fitted_net, selection="diverse")[0].query(digits["X_pool"])[0]
+    top = _learner(digits, fitted_net)[0].query(digits["X_pool"])[0]
+    np.testing.assert_array_equal(diverse, top)
+
+
+def test_bad_selection_and_network_without_linear(digits, fitted_net):
+    learner, _ = _learner(digits, fitted_net, selection="spread")
+    with pytest.raises(ValueError, match="selection must be one of"):
+        learner.query(digits["X_pool"], n_instances=2)
+
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 10, kernel_size=64)
+
+        def forward(self, x):
+            return self.conv(x[:, None, :]).flatten(1)
+
+    torch.manual_seed(0)
+    net = make_net(module=Conv, max_epochs=2).fit(digits["X_labeled"], digits["y_labeled"])
+    learner, _ = _learner(digits, net, selection="diverse")
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
+        learner.query(digits["X_pool"], n_instances=2)
