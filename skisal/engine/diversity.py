@@ -2,7 +2,8 @@
 
 Plain top-n selection by influence takes many near-duplicates when a query
 asks for many samples. ``selection="diverse"`` spreads the batch instead: it
-runs k-means++ seeding (D^2 sampling, as BADGE does, Ash et al., ICLR 2020) over
+runs greedy k-means++ seeding (D^2 sampling, as BADGE does, Ash et al., ICLR 2020,
+with scikit-learn's local trials) over
 every pool sample's UUIC gradient with respect to the last ``nn.Linear``
 layer, ``g_z = (d l_uuic / d out_z) (x) [h_z, 1]``, each scaled by the square
 root of a weight in [0.5, 1] that grows with the sample's rank by influence
@@ -74,30 +75,45 @@ def kmeans_pp_select(
     n_instances: int,
     first: int,
     rng: np.random.RandomState,
+    n_local_trials: int | None = None,
 ) -> np.ndarray:
-    """k-means++ seeding over the points ``outer[i] (x) inner[i]``, starting at ``first``.
+    """Greedy k-means++ seeding over the points ``outer[i] (x) inner[i]``, from ``first``.
 
-    Each further point is drawn with probability proportional to its squared
-    distance to the nearest point already chosen; once every remaining point
-    coincides with a chosen one, the rest follow in index order.
+    As scikit-learn's ``kmeans_plusplus``: each step draws ``n_local_trials``
+    candidates with probability proportional to their squared distance to the
+    nearest point already chosen, and keeps the one that lowers the summed
+    squared distances most (default ``2 + log(n_instances)`` trials). Once
+    every remaining point coincides with a chosen one, the rest follow in
+    index order.
     """
     n = outer.shape[0]
+    trials = 2 + int(np.log(n_instances)) if n_local_trials is None else n_local_trials
     sq_norms = (outer * outer).sum(1) * (inner * inner).sum(1)
-    nearest = torch.full((n,), float("inf"), dtype=torch.float64, device=outer.device)
     chosen = torch.zeros(n, dtype=torch.bool, device=outer.device)
     generator = torch.Generator(device=outer.device)
     generator.manual_seed(int(rng.randint(2**31 - 1)))
+
+    def distances(c: torch.Tensor) -> torch.Tensor:
+        """Squared distances of every point to the points ``c``, shape ``(len(c), n)``."""
+        cross = (outer[c] @ outer.T) * (inner[c] @ inner.T)
+        return (sq_norms[None, :] + sq_norms[c][:, None] - 2 * cross).clamp(min=0)
+
     order = [int(first)]
-    for _ in range(n_instances):
-        c = order[-1]
-        chosen[c] = True
-        distance = sq_norms + sq_norms[c] - 2 * (outer @ outer[c]) * (inner @ inner[c])
-        nearest = torch.minimum(nearest, distance.clamp(min=0))
-        if len(order) == n_instances:
-            break
+    chosen[first] = True
+    nearest = distances(torch.tensor([first], device=outer.device))[0]
+    while len(order) < n_instances:
         weights = torch.where(chosen, torch.zeros_like(nearest), nearest)
-        if float(weights.sum()) > 0:
-            order.append(int(torch.multinomial(weights, 1, generator=generator)))
+        if float(weights.sum()) <= 0:
+            pick = int(torch.nonzero(~chosen)[0])
+            candidate_nearest = torch.minimum(
+                nearest, distances(torch.tensor([pick], device=outer.device))[0]
+            )
         else:
-            order.append(int(torch.nonzero(~chosen)[0]))
+            candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)
+            candidate_nearest = torch.minimum(nearest[None, :], distances(candidates))
+            best = int(torch.argmin(candidate_nearest.sum(1)))
+            pick, candidate_nearest = int(candidates[best]), candidate_nearest[best]
+        order.append(pick)
+        chosen[pick] = True
+        nearest = candidate_nearest
     return np.asarray(order, dtype=np.int64)
