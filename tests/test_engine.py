@@ -176,6 +176,11 @@ def test_top_k_expected_gradient(run):
     assert not np.allclose(top1, top3)
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         run(adapter=SkorchClassifierAdapter(top_k=0))
+    # Over every class the posterior-weighted gradient is exactly zero: refused.
+    with pytest.raises(ValueError, match=r"top_k=10 must be smaller than the number of classes"):
+        run(adapter=SkorchClassifierAdapter(top_k=10))
+    _, top9 = run(inverse_hvp="identity", adapter=SkorchClassifierAdapter(top_k=9))
+    assert np.isfinite(top9).all()
 
 
 def test_forward_and_reverse_scoring_agree(run):

@@ -47,6 +47,8 @@ class SkorchClassifierAdapter(ModelAdapter):
         ``G_z = sum_k w_k grad l(z, label_k)``, with ``w_k`` the posterior
         probabilities of those classes renormalised to sum to one. ``top_k=1``
         is the pseudo-label gradient of Algorithm 1, the paper's best setting.
+        Must be smaller than the number of classes: over all of them the
+        weighted gradient is exactly zero.
 
     Examples
     --------
@@ -115,7 +117,14 @@ class SkorchClassifierAdapter(ModelAdapter):
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any
     ) -> np.ndarray:
-        return to_index_labels(y, argument, n_classes=int(probe_outputs.shape[1]))
+        n_classes = int(probe_outputs.shape[1])
+        if self.top_k >= n_classes:
+            raise ValueError(
+                f"top_k={self.top_k} must be smaller than the number of classes ({n_classes}): "
+                "weighted by the posterior over every class, the cross-entropy gradient is "
+                "exactly zero, so every influence would be rounding noise."
+            )
+        return to_index_labels(y, argument, n_classes=n_classes)
 
     # -- model -------------------------------------------------------------
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> torch.Tensor:
