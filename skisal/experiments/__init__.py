@@ -7,6 +7,7 @@ Needs modAL and matplotlib (``pip install "skisal[modal,examples]"``).
 from .datasets import DATASETS, Dataset, load_dataset
 from .report import (
     aulc,
+    format_markdown,
     format_summary,
     labels_to_reach,
     plot_learning_curves,
@@ -24,6 +25,7 @@ __all__ = [
     "StepRecord",
     "StrategyContext",
     "aulc",
+    "format_markdown",
     "format_summary",
     "labels_to_reach",
     "load_dataset",

@@ -22,6 +22,7 @@ from .runner import StepRecord
 
 __all__ = [
     "aulc",
+    "format_markdown",
     "format_summary",
     "labels_to_reach",
     "plot_learning_curves",
@@ -185,6 +186,29 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table: AULC, final score, labels to random's final score, query time."""
+    has_random = "random" in summary
+    header = ["strategy", "AULC (%)", "final (%)"]
+    if has_random:
+        target = 100 * summary["random"]["final_mean"]
+        header += [f"labels to {target:.1f}% (random's final)", "saved vs random"]
+    header += ["query (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, s in summary.items():
+        final_std = 100 * s["score_std"][-1]
+        cells = [
+            f"`{name}`",
+            f"{100 * s['aulc_mean']:.2f} ± {100 * s['aulc_std']:.2f}",
+            f"{100 * s['final_mean']:.1f} ± {final_std:.1f}",
+        ]
+        if has_random:
+            cells += [_count(s["labels_to_reach"]["random"]), _percent(s["saved"]["random"])]
+        cells.append(f"{s['query_seconds_mean']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_learning_curves(
     summary: dict[str, dict[str, Any]], path: str | Path, title: str = "", ylabel: str = "score"
 ) -> None:
@@ -225,7 +249,10 @@ def _without_nan(value: Any) -> Any:
 def write_report(
     records: Sequence[StepRecord], out_dir: str | Path, title: str = "", ylabel: str = "score"
 ) -> dict[str, dict[str, Any]]:
-    """Write ``results.csv``, ``summary.json`` and ``learning_curves.png``; return the summary."""
+    """Write ``results.csv``, ``summary.json``, ``summary.md`` and ``learning_curves.png``.
+
+    Returns the summary (see :func:`summarise`).
+    """
     out_dir = Path(out_dir)
     fields = [f.name for f in dataclasses.fields(StepRecord)]
     with (out_dir / "results.csv").open("w", newline="") as file:
@@ -238,5 +265,6 @@ def write_report(
     summary = summarise(records)
     text = json.dumps(_without_nan(summary), indent=2, allow_nan=False)
     (out_dir / "summary.json").write_text(text + "\n")
+    (out_dir / "summary.md").write_text(format_markdown(summary) + "\n")
     plot_learning_curves(summary, out_dir / "learning_curves.png", title, ylabel)
     return summary
