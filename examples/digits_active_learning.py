@@ -4,8 +4,9 @@ A small CNN (a skorch ``NeuralNetClassifier``) learns scikit-learn's 8x8 digits
 from 50 labels, then from 50 more per query, retrained from scratch each time.
 Every strategy runs its own modAL ``ActiveLearner`` loop from the same split
 and initial network, for several seeds: ISAL
-(:class:`skisal.InfluenceQueryStrategy`), gradient similarity, k-center
-coreset, modAL's uncertainty, margin and entropy sampling, and random.
+(:class:`skisal.InfluenceQueryStrategy`, as in the paper and with
+``selection="diverse"``), gradient similarity, k-center coreset, modAL's
+uncertainty, margin and entropy sampling, and random.
 
 This script is the Python version of the command line::
 
@@ -36,8 +37,16 @@ torch.set_num_threads(1)  # a tiny network: threads cost more than they save
 
 config = ExperimentConfig.for_dataset(
     "digits",
-    strategies=["isal", "gradient_similarity", "coreset", "uncertainty", "margin", "entropy",
-                "random"],
+    strategies=[
+        "isal",
+        "isal_diverse",
+        "gradient_similarity",
+        "coreset",
+        "uncertainty",
+        "margin",
+        "entropy",
+        "random",
+    ],
     seeds=range(1 if quick else 5),
     steps=2 if quick else None,  # None: the dataset's default (10 queries of 50)
     epochs=10 if quick else None,
