@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +66,55 @@ def make_net(**kwargs) -> NeuralNetClassifier:
 def fitted_net(digits) -> NeuralNetClassifier:
     torch.manual_seed(0)
     return make_net().fit(digits["X_labeled"], digits["y_labeled"])
+
+
+# -- the model is never mutated --------------------------------------------------------------
+def snapshot_module(module: torch.nn.Module) -> dict:
+    """Everything a query must leave bit-identical: state, modes, flags and ``.grad``."""
+    return {
+        "state": {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()},
+        "modes": {name: m.training for name, m in module.named_modules()},
+        "requires_grad": {n: p.requires_grad for n, p in module.named_parameters()},
+        "grads": {
+            n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()
+        },
+    }
+
+
+def assert_module_unchanged(before: dict, module: torch.nn.Module) -> None:
+    after = snapshot_module(module)
+    assert before["modes"] == after["modes"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["state"].keys() == after["state"].keys()
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), key  # bit-identical
+    for name, grad in before["grads"].items():
+        other = after["grads"][name]
+        assert (grad is None and other is None) or torch.equal(grad, other), name
+
+
+# -- modAL 0.4.1 beside the installed 0.4.2.x -----------------------------------------------
+MODAL_041 = os.environ.get("SKISAL_MODAL_041_PATH")
+requires_modal_041 = pytest.mark.skipif(
+    not MODAL_041, reason="set SKISAL_MODAL_041_PATH (scripts/test.sh does)"
+)
+
+
+def run_with_modal_041(tmp_path: Path, body: str) -> str:
+    """Run ``body`` in a fresh interpreter that imports modAL 0.4.1; return its stdout."""
+    preamble = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import modAL
+        assert modAL.__file__.startswith(sys.argv[1]), modAL.__file__
+        """
+    )
+    path = tmp_path / "with_modal_041.py"
+    path.write_text(preamble + textwrap.dedent(body))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, str(path), MODAL_041], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_net
+from conftest import (
+    assert_module_unchanged,
+    make_net,
+    requires_modal_041,
+    run_with_modal_041,
+    snapshot_module,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from modAL.models import ActiveLearner
@@ -29,9 +31,6 @@ from skisal.baselines import (
     k_center_greedy,
     penultimate_features,
 )
-
-MODAL_041 = os.environ.get("SKISAL_MODAL_041_PATH")
-
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -60,29 +59,6 @@ def brute_k_center(pool, centers, n_instances, first=None):
         dists.append(float(nearest[pick]))
         current.append(pool[pick])
     return np.array(chosen), np.array(dists)
-
-
-def _snapshot(module: torch.nn.Module) -> dict:
-    return {
-        "state": {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()},
-        "modes": {name: m.training for name, m in module.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in module.named_parameters()},
-        "grads": {
-            n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()
-        },
-    }
-
-
-def _assert_unchanged(before: dict, module: torch.nn.Module) -> None:
-    after = _snapshot(module)
-    assert before["modes"] == after["modes"]
-    assert before["requires_grad"] == after["requires_grad"]
-    assert before["state"].keys() == after["state"].keys()
-    for key, value in before["state"].items():
-        assert torch.equal(value, after["state"][key]), key
-    for name, grad in before["grads"].items():
-        other = after["grads"][name]
-        assert (grad is None and other is None) or torch.equal(grad, other), name
 
 
 def _hand_penultimate(net, X) -> np.ndarray:
@@ -278,7 +254,7 @@ def test_penultimate_features_equal_input_of_last_linear(digits, fitted_net):
     module = fitted_net.module_
     module.train()  # BatchNorm and dropout in train mode: the features must still be eval's
     module.dropout.eval()
-    before = _snapshot(module)
+    before = snapshot_module(module)
     X = digits["X_pool"]
     features = penultimate_features(fitted_net, X, batch_size=7)
     assert isinstance(features, torch.Tensor) and features.dtype == torch.float32
@@ -286,7 +262,7 @@ def test_penultimate_features_equal_input_of_last_linear(digits, fitted_net):
     np.testing.assert_allclose(
         features.numpy(), _hand_penultimate(fitted_net, X), rtol=1e-5, atol=1e-6
     )
-    _assert_unchanged(before, module)
+    assert_module_unchanged(before, module)
     # A learner is unwrapped; a named layer gives that layer's input.
     learner = ActiveLearner(estimator=fitted_net, query_strategy=RandomSampling())
     torch.testing.assert_close(penultimate_features(learner, X), features)
@@ -387,14 +363,14 @@ def tricky_net(fitted_net):
 
 def test_coreset_in_active_learner_uses_training_set_as_centres(digits, tricky_net):
     module = tricky_net.module_
-    before = _snapshot(module)
+    before = snapshot_module(module)
     X_pool = digits["X_pool"].copy()
     strategy = CoresetSampling(random_state=0)
     learner = ActiveLearner(estimator=tricky_net, query_strategy=strategy)
     learner.X_training, learner.y_training = digits["X_labeled"], digits["y_labeled"]
     result = learner.query(X_pool, n_instances=6, return_metrics=True)
     idx = result[0]
-    _assert_unchanged(before, module)
+    assert_module_unchanged(before, module)
     np.testing.assert_array_equal(X_pool, digits["X_pool"])
 
     pool_features = penultimate_features(tricky_net, X_pool).numpy()
@@ -466,14 +442,14 @@ def test_coreset_custom_layer(digits, fitted_net):
 def test_coreset_rejects_bad_input_naming_the_argument(
     digits, tricky_net, kwargs, n_instances, error, match
 ):
-    before = _snapshot(tricky_net.module_)
+    before = snapshot_module(tricky_net.module_)
     learner = ActiveLearner(estimator=tricky_net, query_strategy=CoresetSampling(**kwargs))
     learner.X_training, learner.y_training = digits["X_labeled"], digits["y_labeled"]
     with pytest.raises(error, match=match):
         learner.query(digits["X_pool"], n_instances=n_instances)
     with pytest.raises(error, match=match):
         CoresetSampling(**kwargs)(tricky_net, digits["X_pool"], n_instances)
-    _assert_unchanged(before, tricky_net.module_)
+    assert_module_unchanged(before, tricky_net.module_)
 
 
 def test_coreset_rejects_bad_pool_and_labelled_data(fitted_net, digits):
@@ -519,20 +495,18 @@ def test_gradient_similarity_ranks_like_identity_inverse_hvp(digits, fitted_net)
 # -- modAL 0.4.1 ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not MODAL_041, reason="set SKISAL_MODAL_041_PATH (scripts/test.sh does)")
+@requires_modal_041
 def test_baselines_in_a_modal_041_loop(tmp_path: Path):
     """modAL 0.4.1 expects indices only: "auto" and False must give them."""
-    script = textwrap.dedent(
+    stdout = run_with_modal_041(
+        tmp_path,
         """
-        import sys, warnings
-        sys.path.insert(0, sys.argv[1])
+        import warnings
         import numpy as np, torch
-        import modAL
         from modAL.models import ActiveLearner
         from sklearn.datasets import load_digits
         from skorch import NeuralNetClassifier
         from skisal.baselines import CoresetSampling, RandomSampling
-        assert modAL.__file__.startswith(sys.argv[1]), modAL.__file__
         X, y = load_digits(return_X_y=True); X = (X / 16).astype(np.float32)
         for make in (lambda: RandomSampling(random_state=0),
                      lambda: RandomSampling(random_state=0, return_scores=False),
@@ -557,13 +531,6 @@ def test_baselines_in_a_modal_041_loop(tmp_path: Path):
                 pool, labels = np.delete(pool, idx, axis=0), np.delete(labels, idx)
             assert len(learner.X_training) == 104
         print("OK")
-        """
+        """,
     )
-    path = tmp_path / "baselines041.py"
-    path.write_text(script)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, str(path), MODAL_041], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "OK" in result.stdout
+    assert "OK" in stdout

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import MLP, make_net
+from conftest import MLP, make_net, requires_modal_041, run_with_modal_041
 from modAL.models import ActiveLearner, DeepActiveLearner
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -176,23 +172,18 @@ def test_pipeline_sends_x_through_earlier_steps(digits):
     np.testing.assert_array_equal(idx, np.argsort(bare, kind="stable")[:5])
 
 
-MODAL_041 = os.environ.get("SKISAL_MODAL_041_PATH")
-
-
-@pytest.mark.skipif(not MODAL_041, reason="set SKISAL_MODAL_041_PATH (scripts/test.sh does)")
+@requires_modal_041
 def test_modal_041_protocol_in_a_real_loop(tmp_path: Path):
     """modAL 0.4.1 (what pip resolves by default) expects indices only."""
-    script = textwrap.dedent(
+    stdout = run_with_modal_041(
+        tmp_path,
         """
-        import sys, warnings
-        sys.path.insert(0, sys.argv[1])
+        import warnings
         import numpy as np, torch
-        import modAL
         from modAL.models import ActiveLearner
         from sklearn.datasets import load_digits
         from skorch import NeuralNetClassifier
         from skisal import InfluenceQueryStrategy
-        assert modAL.__file__.startswith(sys.argv[1]), modAL.__file__
         X, y = load_digits(return_X_y=True); X = (X / 16).astype(np.float32)
         torch.manual_seed(0)
         net = NeuralNetClassifier(torch.nn.Linear, module__in_features=64, module__out_features=10,
@@ -208,12 +199,6 @@ def test_modal_041_protocol_in_a_real_loop(tmp_path: Path):
             learner.teach(pool[idx], labels[idx])
             pool, labels = np.delete(pool, idx, axis=0), np.delete(labels, idx)
         print("OK", len(learner.X_training))
-        """
+        """,
     )
-    path = tmp_path / "loop041.py"
-    path.write_text(script)
-    result = subprocess.run(
-        [sys.executable, str(path), MODAL_041], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "OK 110" in result.stdout
+    assert "OK 110" in stdout

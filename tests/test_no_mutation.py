@@ -5,32 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_module_unchanged, snapshot_module
 from modAL.models import ActiveLearner
 
 from skisal import InfluenceQueryStrategy, SolverDivergenceError
-
-
-def _snapshot(module: torch.nn.Module) -> dict:
-    return {
-        "state": {k: v.detach().clone() for k, v in module.state_dict(keep_vars=True).items()},
-        "modes": {name: m.training for name, m in module.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in module.named_parameters()},
-        "grads": {
-            n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()
-        },
-    }
-
-
-def _assert_same(before: dict, module: torch.nn.Module) -> None:
-    after = _snapshot(module)
-    assert before["modes"] == after["modes"]
-    assert before["requires_grad"] == after["requires_grad"]
-    assert before["state"].keys() == after["state"].keys()
-    for key, value in before["state"].items():
-        assert torch.equal(value, after["state"][key]), key  # bit-identical
-    for name, grad in before["grads"].items():
-        other = after["grads"][name]
-        assert (grad is None and other is None) or torch.equal(grad, other), name
 
 
 @pytest.fixture
@@ -57,7 +35,7 @@ def tricky_net(fitted_net):
 )
 def test_query_leaves_model_and_pool_bit_identical(digits, tricky_net, options):
     module = tricky_net.module_
-    before = _snapshot(module)
+    before = snapshot_module(module)
     X_pool = digits["X_pool"].copy()
     strategy = InfluenceQueryStrategy(
         digits["X_reference"], digits["y_reference"], random_state=0, **options
@@ -65,7 +43,7 @@ def test_query_leaves_model_and_pool_bit_identical(digits, tricky_net, options):
     learner = ActiveLearner(estimator=tricky_net, query_strategy=strategy)
     learner.X_training, learner.y_training = digits["X_labeled"], digits["y_labeled"]
     learner.query(X_pool, n_instances=3)
-    _assert_same(before, module)
+    assert_module_unchanged(before, module)
     np.testing.assert_array_equal(X_pool, digits["X_pool"])
     assert "hidden.bias" not in strategy.parameter_names_  # frozen: not differentiated
 
@@ -85,7 +63,7 @@ def test_torch_pool_is_not_modified(digits, fitted_net):
 
 def test_state_restored_when_solver_raises(digits, tricky_net):
     module = tricky_net.module_
-    before = _snapshot(module)
+    before = snapshot_module(module)
     strategy = InfluenceQueryStrategy(
         digits["X_reference"],
         digits["y_reference"],
@@ -97,7 +75,7 @@ def test_state_restored_when_solver_raises(digits, tricky_net):
     )
     with pytest.raises(SolverDivergenceError, match="diverged"):
         strategy.influence(tricky_net, digits["X_pool"])
-    _assert_same(before, module)
+    assert_module_unchanged(before, module)
 
 
 class _Interrupt(torch.nn.Module):
@@ -120,7 +98,7 @@ def test_state_restored_when_interrupted(digits, tricky_net, after):
     module = tricky_net.module_
     module.dropout.register_forward_hook(lambda m, i, o: hook(o))
     hook = _Interrupt(after)
-    before = _snapshot(module)
+    before = snapshot_module(module)
     strategy = InfluenceQueryStrategy(
         digits["X_reference"],
         digits["y_reference"],
@@ -130,11 +108,11 @@ def test_state_restored_when_interrupted(digits, tricky_net, after):
     )
     with pytest.raises(KeyboardInterrupt):
         strategy.influence(tricky_net, digits["X_pool"])
-    _assert_same(before, module)
+    assert_module_unchanged(before, module)
 
 
 def test_device_argument_works_on_a_copy(digits, fitted_net):
-    before = _snapshot(fitted_net.module_)
+    before = snapshot_module(fitted_net.module_)
     scores = InfluenceQueryStrategy(
         digits["X_reference"],
         digits["y_reference"],
@@ -143,7 +121,7 @@ def test_device_argument_works_on_a_copy(digits, fitted_net):
         y_labeled=digits["y_labeled"],
     ).influence(fitted_net, digits["X_pool"])
     assert np.isfinite(scores).all()
-    _assert_same(before, fitted_net.module_)
+    assert_module_unchanged(before, fitted_net.module_)
 
 
 def test_modal_retry_does_not_repeat_expensive_work(digits, fitted_net, monkeypatch):

@@ -14,7 +14,6 @@ command line as ``package.module:function``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,8 @@ from sklearn import datasets as sk_datasets
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
+
+from ._naming import resolve
 
 __all__ = ["DATASETS", "Dataset", "DigitsCNN", "TabularMLP", "load_dataset"]
 
@@ -199,18 +200,7 @@ def load_dataset(name: str) -> Dataset:
     >>> load_dataset("wine").X.shape
     (178, 13)
     """
-    if name in DATASETS:
-        return DATASETS[name]()
-    if ":" not in name:
-        raise ValueError(
-            f"unknown dataset {name!r}: use one of {sorted(DATASETS)} or "
-            "'package.module:function' returning a skisal.experiments.Dataset."
-        )
-    module_name, _, attribute = name.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot load dataset {name!r}: {exc}") from exc
+    factory = resolve(name, DATASETS, "dataset", "returning a skisal.experiments.Dataset")
     dataset = factory()
     if not isinstance(dataset, Dataset):
         raise TypeError(f"{name} returned {type(dataset).__name__}, not a Dataset.")

@@ -10,12 +10,12 @@ the command line as ``package.module:function``, the function taking a
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from ..baselines import CoresetSampling, RandomSampling, gradient_similarity
 from ..strategy import InfluenceQueryStrategy
+from ._naming import resolve
 
 __all__ = ["STRATEGIES", "StrategyContext", "make_strategy", "strategy_factory"]
 
@@ -88,18 +88,7 @@ def strategy_factory(name: str) -> Callable[[StrategyContext], Any]:
     ValueError
         If the name is neither built in nor an importable ``module:function``.
     """
-    if name in STRATEGIES:
-        return STRATEGIES[name]
-    if ":" not in name:
-        raise ValueError(
-            f"unknown strategy {name!r}: use one of {list(STRATEGIES)} or "
-            "'package.module:function' taking a StrategyContext."
-        )
-    module_name, _, attribute = name.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot load strategy {name!r}: {exc}") from exc
+    return resolve(name, STRATEGIES, "strategy", "taking a StrategyContext")
 
 
 def make_strategy(name: str, context: StrategyContext) -> Any:
