@@ -68,6 +68,17 @@ def fitted_net(digits) -> NeuralNetClassifier:
     return make_net().fit(digits["X_labeled"], digits["y_labeled"])
 
 
+@pytest.fixture
+def tricky_net(fitted_net):
+    """Mixed train/eval modes, a frozen parameter and a stale .grad: all must survive."""
+    module = fitted_net.module_
+    module.train()
+    module.dropout.eval()
+    module.hidden.bias.requires_grad_(False)
+    module.out.weight.grad = torch.full_like(module.out.weight, 0.5)
+    return fitted_net
+
+
 # -- the model is never mutated --------------------------------------------------------------
 def snapshot_module(module: torch.nn.Module) -> dict:
     """Everything a query must leave bit-identical: state, modes, flags and ``.grad``."""

@@ -350,17 +350,6 @@ def test_penultimate_features_errors_and_root_layer(digits):
 # -- CoresetSampling -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def tricky_net(fitted_net):
-    """Mixed train/eval modes, a frozen parameter and a stale .grad: all must survive."""
-    module = fitted_net.module_
-    module.train()
-    module.dropout.eval()
-    module.hidden.bias.requires_grad_(False)
-    module.out.weight.grad = torch.full_like(module.out.weight, 0.5)
-    return fitted_net
-
-
 def test_coreset_in_active_learner_uses_training_set_as_centres(digits, tricky_net):
     module = tricky_net.module_
     before = snapshot_module(module)

@@ -11,17 +11,6 @@ from modAL.models import ActiveLearner
 from skisal import InfluenceQueryStrategy, SolverDivergenceError
 
 
-@pytest.fixture
-def tricky_net(fitted_net):
-    """Mixed train/eval modes, a frozen parameter and a stale .grad: all must survive."""
-    module = fitted_net.module_
-    module.train()
-    module.dropout.eval()
-    module.hidden.bias.requires_grad_(False)
-    module.out.weight.grad = torch.full_like(module.out.weight, 0.5)
-    return fitted_net
-
-
 @pytest.mark.parametrize(
     "options",
     [
