@@ -2,10 +2,14 @@
 
 The main entry point is :class:`InfluenceQueryStrategy`, a modAL query
 strategy; :mod:`skisal.engine` holds the model-agnostic influence engine and
-:mod:`skisal.adapters` the per-model-family adapters.
+:mod:`skisal.adapters` the per-model-family adapters. Baselines to compare
+with live in :mod:`skisal.baselines`, and whole comparisons (datasets, a
+resumable runner, reports, the ``skisal-experiment`` command) in
+:mod:`skisal.experiments`.
 """
 
 from .adapters import ModelAdapter, SkorchClassifierAdapter, resolve_adapter
+from .baselines import CoresetSampling, RandomSampling, gradient_similarity
 from .engine import InfluenceDiagnostics, SolverReport
 from .exceptions import NonFiniteScoreError, SolverDivergenceError
 from .strategy import InfluenceQueryStrategy
@@ -13,13 +17,16 @@ from .strategy import InfluenceQueryStrategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "CoresetSampling",
     "InfluenceDiagnostics",
     "InfluenceQueryStrategy",
     "ModelAdapter",
     "NonFiniteScoreError",
+    "RandomSampling",
     "SkorchClassifierAdapter",
     "SolverDivergenceError",
     "SolverReport",
     "__version__",
+    "gradient_similarity",
     "resolve_adapter",
 ]
