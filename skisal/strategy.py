@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from . import _modal
-from ._validation import check_data, check_n_instances, check_same_sample_shape, n_rows
+from ._validation import check_data, check_n_instances, check_same_sample_shape, n_rows, take_rows
 from .adapters import ModelAdapter, resolve_adapter
 from .engine import (
     CURVATURES,
@@ -29,6 +29,7 @@ from .engine import (
     evaluation_mode,
     select_parameters,
 )
+from .engine.distributed import ProcessGroup, current_group
 from .engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
 
 __all__ = ["InfluenceQueryStrategy"]
@@ -71,6 +72,7 @@ _CONSTRAINTS = {
     "progress": (lambda v: isinstance(v, bool), "a bool"),
     "return_scores": (lambda v: v == "auto" or isinstance(v, bool), "'auto' or a bool"),
     "selection": (lambda v: v in SELECTIONS, f"one of {SELECTIONS}"),
+    "distributed": (lambda v: isinstance(v, bool), "a bool"),
 }
 
 
@@ -165,6 +167,14 @@ class InfluenceQueryStrategy(BaseEstimator):
         falls back to reverse mode only where forward mode is unsupported.
     progress : bool, default=False
         Show tqdm progress bars for ``s_test`` and pool scoring.
+    distributed : bool, default=False
+        Score the pool across the processes of the initialised
+        ``torch.distributed`` group (launched with ``torchrun``; gloo on CPU,
+        NCCL on GPU). Every rank must call the query with the same model and
+        data; rank 0 solves ``s_test`` and broadcasts it, each rank scores a
+        shard of the pool, and the gathered scores give every rank the same
+        selection as one process with the same ``random_state``. Without an
+        initialised group of more than one process, it computes alone.
     random_state : int, RandomState instance or None, default=None
         Seeds LiSSA's minibatches and the power iteration; the same integer
         gives the same selection.
@@ -231,6 +241,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         device: str | torch.device | None = None,
         scoring: str = "auto",
         progress: bool = False,
+        distributed: bool = False,
         random_state: Any = None,
         X_labeled: Any = None,
         y_labeled: Any = None,
@@ -255,6 +266,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         self.device = device
         self.scoring = scoring
         self.progress = progress
+        self.distributed = distributed
         self.random_state = random_state
         self.X_labeled = X_labeled
         self.y_labeled = y_labeled
@@ -447,14 +459,50 @@ class InfluenceQueryStrategy(BaseEstimator):
             y_ref = adapter.check_targets(estimator, y_ref, ref_name, probe)
             if X_lab is not None:
                 y_lab = adapter.check_targets(estimator, y_lab, "y_labeled", probe)
-            s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
-            scores = engine.scores(s_test, X_pool, diagnostics)
+            group = current_group() if self.distributed else None
+            if group is None:
+                s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
+                scores = engine.scores(s_test, X_pool, diagnostics)
+            else:
+                s_test, v, diagnostics, scores = self._distributed_scores(
+                    group, engine, X_ref, y_ref, X_lab, y_lab, X_pool, rng
+                )
             order = None
             if n_instances is not None:
-                order = self._select(model, X_pool, scores, int(n_instances), rng)
+                order = self._select(model, X_pool, scores, int(n_instances), rng, group)
         self._store(space, s_test, v, diagnostics)
         self.scores_ = scores.cpu().numpy().astype(np.float64)
         return self.scores_, order
+
+    @staticmethod
+    def _distributed_scores(
+        group: ProcessGroup,
+        engine: InfluenceEngine,
+        X_ref: Any,
+        y_ref: Any,
+        X_lab: Any,
+        y_lab: Any,
+        X_pool: Any,
+        rng: np.random.RandomState,
+    ) -> tuple[torch.Tensor, torch.Tensor, InfluenceDiagnostics, torch.Tensor]:
+        """s_test on rank 0, broadcast; each rank scores its shard; scores gathered."""
+
+        def solve() -> tuple[Any, ...]:
+            s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
+            return s_test, v, diagnostics, rng.get_state()
+
+        s_test, v, diagnostics, rng_state = group.broadcast_from_root(solve, engine.model.device)
+        rng.set_state(rng_state)  # later draws (diverse selection) agree on every rank
+        n_pool = engine.model.adapter.n_samples(X_pool)
+        if n_pool < group.world_size:
+            raise ValueError(
+                f"X_pool has {n_pool} samples, fewer than the {group.world_size} processes "
+                "scoring it: use distributed=False for so small a pool."
+            )
+        shard, sizes = group.shard(n_pool)
+        local = engine.scores(s_test, take_rows(X_pool, shard), diagnostics)
+        diagnostics.n_pool = n_pool
+        return s_test, v, diagnostics, group.gather_rows(local, sizes)
 
     def _select(
         self,
@@ -463,12 +511,18 @@ class InfluenceQueryStrategy(BaseEstimator):
         scores: torch.Tensor,
         n_instances: int,
         rng: np.random.RandomState,
+        group: ProcessGroup | None = None,
     ) -> np.ndarray:
         # Stable sort: ties keep pool order, so equal inputs give equal selections.
         ranking = torch.argsort(scores, stable=True)
         if self.selection == "top" or n_instances == 1:
             return ranking[:n_instances].cpu().numpy()
-        outer, inner = gradient_factors(model, X_pool, self.batch_size)
+        if group is None:
+            outer, inner = gradient_factors(model, X_pool, self.batch_size)
+        else:
+            shard, sizes = group.shard(model.adapter.n_samples(X_pool))
+            local = gradient_factors(model, take_rows(X_pool, shard), self.batch_size)
+            outer, inner = (group.gather_rows(t, sizes) for t in local)
         outer = outer * influence_rank_weights(scores).sqrt()[:, None]
         return kmeans_pp_select(outer, inner, n_instances, int(ranking[0]), rng)
 

@@ -1,0 +1,103 @@
+"""Scoring a pool across processes with ``torch.distributed`` (launched by ``torchrun``).
+
+When a process group is initialised with more than one process, every rank
+holds the same model, labelled data, reference set and pool (each rank loads
+them, as in data-parallel training). Rank 0 solves ``s_test`` once and
+broadcasts it; each rank scores one contiguous shard of the pool; the scores
+(and, for ``selection="diverse"``, the gradient factors) are gathered, so every
+rank selects the same samples as a single process would with the same
+``random_state``. Works with gloo (CPU tensors) and NCCL (CUDA tensors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = ["ProcessGroup", "current_group"]
+
+
+class ProcessGroup:
+    """The default process group, with the few collectives the strategy needs."""
+
+    def __init__(self) -> None:
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        # NCCL communicates CUDA tensors only; gloo, CPU tensors.
+        backend = str(dist.get_backend()).lower()
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if "nccl" in backend
+            else torch.device("cpu")
+        )
+
+    def shard(self, n: int) -> tuple[np.ndarray, list[int]]:
+        """This rank's contiguous share of ``range(n)``, and every rank's share size."""
+        parts = np.array_split(np.arange(n), self.world_size)
+        return parts[self.rank], [len(p) for p in parts]
+
+    def broadcast_from_root(self, compute: Any, device: torch.device) -> Any:
+        """Run ``compute()`` on rank 0 and hand its result (or its exception) to every rank.
+
+        ``compute`` returns a tuple of tensors and picklable objects; tensors go
+        through :func:`torch.distributed.broadcast` and arrive on ``device``,
+        the rest through :func:`~torch.distributed.broadcast_object_list`.
+        """
+        result: Any = None
+        error: BaseException | None = None
+        if self.rank == 0:
+            try:
+                result = compute()
+            except Exception as exc:  # every rank must learn of it, or the others hang
+                error = exc
+        meta: list[Any] = [None]
+        if self.rank == 0:
+            shapes = None if error else [_describe(x) for x in result]
+            meta = [(error, shapes, None if error else [_payload(x) for x in result])]
+        dist.broadcast_object_list(meta, src=0)
+        error, shapes, objects = meta[0]
+        if error is not None:
+            raise error
+        out = []
+        for i, shape in enumerate(shapes):
+            if shape is None:  # not a tensor: it came with the objects
+                out.append(objects[i])
+                continue
+            size, dtype = shape
+            if self.rank == 0:
+                buffer = result[i].to(self.device)
+            else:
+                buffer = torch.empty(size, dtype=dtype, device=self.device)
+            dist.broadcast(buffer, src=0)
+            out.append(result[i] if self.rank == 0 else buffer.to(device))
+        return tuple(out)
+
+    def gather_rows(self, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        """Concatenate every rank's ``local`` rows, in rank order (shapes may differ in rows)."""
+        longest = max(sizes)
+        padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=self.device)
+        padded[: local.shape[0]] = local.to(self.device)
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        rows = torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+        return rows.to(local.device)
+
+
+def _describe(value: Any) -> tuple[torch.Size, torch.dtype] | None:
+    if isinstance(value, torch.Tensor):
+        return value.shape, value.dtype
+    return None
+
+
+def _payload(value: Any) -> Any:
+    return None if isinstance(value, torch.Tensor) else value
+
+
+def current_group() -> ProcessGroup | None:
+    """The initialised default group when it has more than one process, else None."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return ProcessGroup()
+    return None
