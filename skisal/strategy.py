@@ -73,6 +73,10 @@ _CONSTRAINTS = {
     "return_scores": (lambda v: v == "auto" or isinstance(v, bool), "'auto' or a bool"),
     "selection": (lambda v: v in SELECTIONS, f"one of {SELECTIONS}"),
     "distributed": (lambda v: isinstance(v, bool), "a bool"),
+    "autocast": (
+        lambda v: isinstance(v, bool) or v in (torch.float16, torch.bfloat16),
+        "a bool, torch.float16 or torch.bfloat16",
+    ),
 }
 
 
@@ -167,6 +171,16 @@ class InfluenceQueryStrategy(BaseEstimator):
         falls back to reverse mode only where forward mode is unsupported.
     progress : bool, default=False
         Show tqdm progress bars for ``s_test`` and pool scoring.
+    autocast : bool or torch.dtype, default=False
+        Mixed precision for the pool-scoring forward passes (the dominant cost
+        on a large pool): True uses float16 on CUDA and bfloat16 elsewhere, or
+        pass the dtype. ``s_test`` is solved in the model's precision and the
+        scores are accumulated in float64. Expect scores within about a
+        percent of full precision (2% tangent error measured in bfloat16 on
+        the digits CNN); rankings of close samples can swap. Where forward
+        mode does not support a layer under autocast (BatchNorm before a
+        Linear), the pool is scored in full precision and
+        ``diagnostics_.scoring_fallback_reason`` says so.
     distributed : bool, default=False
         Score the pool across the processes of the initialised
         ``torch.distributed`` group (launched with ``torchrun``; gloo on CPU,
@@ -241,6 +255,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         device: str | torch.device | None = None,
         scoring: str = "auto",
         progress: bool = False,
+        autocast: bool | torch.dtype = False,
         distributed: bool = False,
         random_state: Any = None,
         X_labeled: Any = None,
@@ -266,6 +281,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         self.device = device
         self.scoring = scoring
         self.progress = progress
+        self.autocast = autocast
         self.distributed = distributed
         self.random_state = random_state
         self.X_labeled = X_labeled
@@ -452,6 +468,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             curvature=self.curvature,
             scoring=self.scoring,
             progress=self.progress,
+            autocast=self._autocast_dtype(device),
         )
         rng = check_random_state(self.random_state)
         with evaluation_mode(module), torch.no_grad():
@@ -473,6 +490,13 @@ class InfluenceQueryStrategy(BaseEstimator):
         self._store(space, s_test, v, diagnostics)
         self.scores_ = scores.cpu().numpy().astype(np.float64)
         return self.scores_, order
+
+    def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        if self.autocast is False:
+            return None
+        if self.autocast is True:
+            return torch.float16 if device.type == "cuda" else torch.bfloat16
+        return self.autocast
 
     @staticmethod
     def _distributed_scores(

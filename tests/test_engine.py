@@ -188,3 +188,42 @@ def test_forward_and_reverse_scoring_agree(run):
     _, reverse = run(scoring="reverse")
     # float32 network; the forward path contracts in float64 at the outputs.
     np.testing.assert_allclose(forward, reverse, rtol=1e-3, atol=1e-5 * np.abs(reverse).max())
+
+
+def test_autocast_scores_close_to_full_precision(digits):
+    """Mixed-precision pool scoring: same s_test, scores within a few percent, same leaders."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10))
+    net = make_net(module=module).fit(digits["X_labeled"], digits["y_labeled"])
+
+    def run(**options):
+        strategy = InfluenceQueryStrategy(
+            digits["X_reference"],
+            digits["y_reference"],
+            X_labeled=digits["X_labeled"],
+            y_labeled=digits["y_labeled"],
+            **options,
+        )
+        return strategy, strategy.influence(net, digits["X_pool"])
+
+    full, full_scores = run()
+    mixed, mixed_scores = run(autocast=True)  # bfloat16 on the CPU
+    for name, value in full.s_test_.items():
+        assert torch.equal(value, mixed.s_test_[name])  # s_test untouched by autocast
+    assert mixed.diagnostics_.scoring_fallback_reason is None
+    assert np.isfinite(mixed_scores).all() and mixed_scores.dtype == np.float64
+    assert not np.array_equal(full_scores, mixed_scores)  # it did run in lower precision
+    assert np.abs(mixed_scores - full_scores).max() < 0.05 * np.abs(full_scores).max()
+    ranks = [np.argsort(np.argsort(s)) for s in (full_scores, mixed_scores)]
+    assert np.corrcoef(*ranks)[0, 1] > 0.98
+    np.testing.assert_array_equal(run(autocast=torch.bfloat16)[1], mixed_scores)
+    with pytest.raises(ValueError, match=r"autocast must be a bool, torch\.float16"):
+        run(autocast="half")
+
+
+def test_autocast_falls_back_to_full_precision_where_forward_mode_cannot(run):
+    """BatchNorm then Linear under autocast: forward mode fails; full precision, with a note."""
+    _, full_scores = run()
+    mixed, mixed_scores = run(autocast=True)
+    np.testing.assert_array_equal(mixed_scores, full_scores)
+    assert "autocast to torch.bfloat16 failed" in mixed.diagnostics_.scoring_fallback_reason

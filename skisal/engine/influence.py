@@ -99,6 +99,9 @@ class InfluenceEngine:
         Pool scoring method (see :func:`skisal.engine.scoring.score_pool`).
     progress : bool
         Show tqdm bars.
+    autocast : torch.dtype, optional
+        Mixed precision for the pool-scoring forward passes only (``s_test``
+        is always solved in the parameters' precision).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class InfluenceEngine:
         curvature: str = "gauss_newton",
         scoring: str = "auto",
         progress: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
         self.model = model
         self.solver = solver
@@ -121,6 +125,7 @@ class InfluenceEngine:
         self.curvature = curvature
         self.scoring = scoring
         self.progress = progress
+        self.autocast = autocast
 
     def s_test(
         self,
@@ -165,7 +170,13 @@ class InfluenceEngine:
         """``I(z, R)`` for every pool sample (on the model's device); fills ``diagnostics``."""
         with _Timer(self.model.device, diagnostics.timings)("scoring"):
             scores, method, reason = score_pool(
-                self.model, s_test, X_pool, self.batch_size, self.scoring, self.progress
+                self.model,
+                s_test,
+                X_pool,
+                self.batch_size,
+                self.scoring,
+                self.progress,
+                self.autocast,
             )
         diagnostics.scoring_method = method
         diagnostics.scoring_fallback_reason = reason

@@ -15,6 +15,7 @@ lacks a forward-mode derivative; the diagnostics say when it was used.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,12 @@ __all__ = ["score_pool"]
 
 def _contraction_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _output_gradient_dot(model: BoundModel, primal: Any, tangent: Any, n: int) -> torch.Tensor:
@@ -87,6 +94,7 @@ def score_pool(
     batch_size: int,
     method: str = "auto",
     progress: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, str, str | None]:
     """Influence of every sample of ``X``, streamed in batches.
 
@@ -105,6 +113,13 @@ def score_pool(
         if an operation of the network has no forward-mode derivative.
     progress : bool, default=False
         Show a tqdm bar.
+    autocast : torch.dtype, optional
+        Run the forward-mode passes under :func:`torch.autocast` with this
+        dtype (float16 or bfloat16); the contraction with the loss gradient
+        stays in float64. Some layer combinations are not supported by
+        forward mode under autocast (seen: BatchNorm before a Linear, whose
+        tangent stays float32); the pool is then scored in full precision
+        and the reason says so. None: the model's own precision.
 
     Returns
     -------
@@ -113,13 +128,34 @@ def score_pool(
     method : str
         "forward" or "reverse", the method used.
     fallback_reason : str or None
-        Why forward mode was abandoned, when it was.
+        Why forward mode or autocast was abandoned, when it was.
 
     Raises
     ------
     NonFiniteScoreError
         If a score is NaN or infinite (the model's output is, for that sample).
     """
+    if autocast is not None and method != "reverse":
+        try:
+            return _score_pool(model, s_test, X, batch_size, "forward", progress, autocast)
+        except (RuntimeError, NonFiniteScoreError) as exc:  # unsupported op, or overflow
+            scores, used, reason = _score_pool(model, s_test, X, batch_size, method, progress)
+            note = f"autocast to {autocast} failed in forward mode, scored in full precision"
+            first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return scores, used, f"{note} ({first_line})" + (f"; {reason}" if reason else "")
+    return _score_pool(model, s_test, X, batch_size, method, progress)
+
+
+def _score_pool(
+    model: BoundModel,
+    s_test: torch.Tensor,
+    X: Any,
+    batch_size: int,
+    method: str = "auto",
+    progress: bool = False,
+    autocast: torch.dtype | None = None,
+) -> tuple[torch.Tensor, str, str | None]:
+    """:func:`score_pool` at one precision."""
     n = model.adapter.n_samples(X)
     dtype = _contraction_dtype(model.device)
     scores = torch.empty(n, dtype=dtype, device=model.device)
@@ -139,7 +175,9 @@ def score_pool(
                         )
                     }
                     for idx in batches(n, batch_size):
-                        scores[idx[0] : idx[-1] + 1] = _forward_mode_batch(model, duals, X, idx)
+                        with _autocast(model.device, autocast):
+                            batch_scores = _forward_mode_batch(model, duals, X, idx)
+                        scores[idx[0] : idx[-1] + 1] = batch_scores
                         bar.update(len(idx))
             except (NotImplementedError, RuntimeError) as exc:
                 if method == "forward" or "forward" not in str(exc).lower():
