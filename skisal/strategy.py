@@ -524,7 +524,9 @@ class InfluenceQueryStrategy(BaseEstimator):
                 "scoring it: use distributed=False for so small a pool."
             )
         shard, sizes = group.shard(n_pool)
-        local = engine.scores(s_test, take_rows(X_pool, shard), diagnostics)
+        local = group.run_everywhere(
+            lambda: engine.scores(s_test, take_rows(X_pool, shard), diagnostics)
+        )
         diagnostics.n_pool = n_pool
         return s_test, v, diagnostics, group.gather_rows(local, sizes)
 

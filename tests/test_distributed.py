@@ -26,6 +26,9 @@ def test_two_gloo_ranks_select_what_one_process_selects():
     # A failure on rank 0 was raised on both ranks instead of leaving one waiting.
     assert "rank 0 raised SolverDivergenceError" in result.stdout
     assert "rank 1 raised SolverDivergenceError" in result.stdout
+    # So was a failure in rank 1's shard only.
+    assert "rank 1 shard failure: ArithmeticError: shard failed" in result.stdout
+    assert "rank 0 shard failure: RuntimeError: rank 1 failed" in result.stdout
 
 
 def test_without_a_process_group_everything_stays_local():

@@ -75,6 +75,26 @@ class ProcessGroup:
             out.append(result[i] if self.rank == 0 else buffer.to(device))
         return tuple(out)
 
+    def run_everywhere(self, compute: Any) -> Any:
+        """Run ``compute()`` on every rank; if it fails on any, raise on all of them.
+
+        Without this, a rank that fails (a non-finite score in its shard)
+        would leave the others waiting in the next collective.
+        """
+        try:
+            result, error = compute(), None
+        except Exception as exc:
+            result, error = None, exc
+        errors: list[Any] = [None] * self.world_size
+        dist.all_gather_object(errors, None if error is None else (self.rank, error))
+        for failure in errors:
+            if failure is not None:
+                rank, exc = failure
+                if error is not None:
+                    raise error
+                raise RuntimeError(f"rank {rank} failed: {exc!r}") from exc
+        return result
+
     def gather_rows(self, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """Concatenate every rank's ``local`` rows, in rank order (shapes may differ in rows)."""
         longest = max(sizes)

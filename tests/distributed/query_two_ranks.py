@@ -78,6 +78,23 @@ except Exception as exc:
 else:
     sys.exit(f"rank {rank}: no error")
 
+# A failure on one rank only (here: rank 1's shard) also reaches every rank.
+if rank == 1:
+    from skisal.engine.influence import InfluenceEngine
+
+    def broken_scores(self, *args, **kwargs):
+        raise ArithmeticError("shard failed")
+
+    InfluenceEngine.scores = broken_scores
+try:
+    InfluenceQueryStrategy(
+        X[150:250], y[150:250], distributed=True, X_labeled=X[:150], y_labeled=y[:150]
+    )(net, X_pool, n_instances=5)
+except Exception as exc:
+    print(f"rank {rank} shard failure: {type(exc).__name__}: {exc}", flush=True)
+else:
+    sys.exit(f"rank {rank}: no error from the failed shard")
+
 dist.barrier()
 dist.destroy_process_group()
 if rank == 0:
