@@ -12,7 +12,9 @@ python -m pip install -q --upgrade pip
 
 # PyTorch first and pinned: on this project's machines pip takes it from a local
 # wheel cache; elsewhere it comes from PyPI (any torch >= 2.1 works).
-python -m pip install -q "torch==2.14.1" || python -m pip install -q "torch>=2.1"
+# torchvision (ResNet-18 in the benchmarks, detectors later) must match torch's build.
+python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" \
+    || python -m pip install -q "torch>=2.1" torchvision
 python -m pip install -q -e ".[modal,test,examples]"
 
 # pip resolves skisal[modal] to modAL-python 0.4.1 (0.4.2.1 pins skorch==0.9.0).

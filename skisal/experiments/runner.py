@@ -329,8 +329,8 @@ def _run_one(
     context = StrategyContext(take_rows(X, split.reference), y[split.reference], seed)
     strategy = make_strategy(name, context)
     X_test, y_test = take_rows(X, split.test), y[split.test]
-    labelled = np.concatenate([split.initial, *(np.asarray(r.selected) for r in done[1:]), []])
-    labelled = labelled.astype(np.int64)
+    selected = [np.asarray(r.selected, dtype=np.int64) for r in done[1:]]
+    labelled = np.concatenate([split.initial, *selected])
     last_step = max(len(done) - 1, 0)
 
     # The learner as it was after `last_step`: same data order and seed as teach() used.
