@@ -34,7 +34,6 @@ from _common import (
     relative_error,
     synchronize,
 )
-from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
 from torch import nn
 from torch.func import functional_call, grad, vmap
@@ -50,7 +49,7 @@ from skisal.engine import (
     evaluation_mode,
     select_parameters,
 )
-from skisal.experiments.datasets import DigitsCNN
+from skisal.experiments import load_dataset
 
 #: Targets of the issue (benchmark CNN and ResNet-18): ISAL / forward <= 3; loop / ISAL >= 10.
 TARGET_FORWARD_RATIO = 3.0
@@ -109,12 +108,6 @@ CASES = {
 
 
 # -- models and data ---------------------------------------------------------------------------
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as (n, 1, 8, 8) float32 images in [0, 1] and int64 labels."""
-    data = load_digits()
-    return (data.images / 16.0).astype(np.float32)[:, None], data.target.astype(np.int64)
-
-
 def build_digits_cnn(
     device: torch.device, pool: int, batch_size: int, seed: int, epochs: int = 20
 ) -> dict[str, Any]:
@@ -139,24 +132,15 @@ def build_digits_cnn(
         ``net``, ``X_pool``, ``X_ref``, ``y_ref``, ``X_lab``, ``y_lab``,
         ``solver``, ``description``.
     """
-    X, y = _digits()
+    digits = load_dataset("digits")  # the experiments' images and CNN
+    X, y = digits.X, digits.y
     rng = np.random.RandomState(seed)
     order = rng.permutation(len(X))
     lab, ref, rest = order[:500], order[500:600], order[600:]
     torch.manual_seed(seed)
-    net = NeuralNetClassifier(
-        DigitsCNN,
-        criterion=nn.CrossEntropyLoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-2,
-        max_epochs=epochs,
-        batch_size=64,
-        iterator_train__shuffle=True,
-        iterator_valid__batch_size=batch_size,
-        train_split=None,
-        device=device,
-        verbose=0,
-    ).fit(X[lab], y[lab])
+    net = digits.make_estimator(epochs)
+    net.set_params(iterator_valid__batch_size=batch_size, device=device)
+    net.fit(X[lab], y[lab])
     picks = rng.choice(rest, size=pool, replace=True)
     noise = rng.standard_normal((pool, *X.shape[1:])).astype(np.float32)
     X_pool = np.clip(X[picks] + 0.1 * noise, 0.0, 1.0).astype(np.float32)
