@@ -5,6 +5,7 @@ Every rank fits the same network (same seed, one thread), queries with
 with the same strategy run alone (``distributed=False``), then writes "OK".
 """
 
+import os
 import sys
 
 import numpy as np
@@ -96,6 +97,10 @@ else:
     sys.exit(f"rank {rank}: no error from the failed shard")
 
 dist.barrier()
-dist.destroy_process_group()
 if rank == 0:
     print("OK", flush=True)
+# Every check is done. Leave without tearing gloo down: once in a CI run, a rank aborted in
+# teardown after this point ("terminate called without an active exception", SIGABRT),
+# which says nothing about the code under test.
+sys.stdout.flush()
+os._exit(0)
