@@ -168,7 +168,7 @@ def child(
             device_baseline = torch.cuda.memory_allocated(device)
         baseline_kib = _status_kib("VmRSS")
         reset = _reset_peak() and baseline_kib is not None
-        scores, method, _ = score_pool(model, s_test, X, batch_size, method="forward")
+        scores, method, _, _ = score_pool(model, s_test, X, batch_size, method="forward")
         if cuda:
             torch.cuda.synchronize(device)
             device_peak = torch.cuda.max_memory_allocated(device)

@@ -427,7 +427,7 @@ def run_case(case: Case, device: torch.device, seed: int, log: Any = print) -> d
         s_named = model.space.split(s_test)
 
         def isal() -> torch.Tensor:
-            return engine.scores(s_test, X, diagnostics)
+            return engine.scores(s_test, X, diagnostics)[0]
 
         timed = measure_interleaved(
             {

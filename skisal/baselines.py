@@ -84,6 +84,7 @@ class RandomSampling(BaseEstimator):
         Returns
         -------
         indices : ndarray of shape (n_instances,)
+            Selected pool indices, distinct.
         scores : ndarray of shape (n_instances,)
             The uniform draws that ranked them (modAL 0.4.2.x protocol only).
 
@@ -91,6 +92,15 @@ class RandomSampling(BaseEstimator):
         ------
         ValueError, TypeError
             For an empty pool or an ``n_instances`` outside ``1..len(X_pool)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skisal.baselines import RandomSampling
+        >>> strategy = RandomSampling(random_state=0, return_scores=True)
+        >>> idx, draws = strategy(None, np.zeros((10, 2)), n_instances=2)
+        >>> bool(np.array_equal(idx, strategy(None, np.zeros((10, 2)), n_instances=2)[0]))
+        True
         """
         _check_return_scores(self.return_scores)
         if X_pool is None or not hasattr(X_pool, "__len__"):
@@ -203,6 +213,11 @@ def k_center_greedy(
         Each one's distance to the nearest centre when it was selected
         (non-increasing).
 
+    Raises
+    ------
+    ValueError, TypeError
+        If ``n_instances`` is not an integer between 1 and ``n_pool``.
+
     Examples
     --------
     >>> import torch
@@ -266,9 +281,17 @@ class CoresetSampling(BaseEstimator):
 
     Examples
     --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
     >>> from skisal.baselines import CoresetSampling
-    >>> CoresetSampling(layer="fc", random_state=0)
-    CoresetSampling(layer='fc', random_state=0)
+    >>> X = np.random.RandomState(0).randn(50, 4).astype(np.float32)
+    >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8),
+    ...     torch.nn.ReLU(), torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss,
+    ...     max_epochs=2, train_split=None, verbose=0).fit(X[:10], (X[:10, 0] > 0).astype(np.int64))
+    >>> strategy = CoresetSampling(X_labeled=X[:10], return_scores=True)
+    >>> idx, distances = strategy(net, X[10:], n_instances=3)
+    >>> idx.shape, bool(np.all(np.diff(distances) <= 0))  # farthest first
+    ((3,), True)
     """
 
     def __init__(
@@ -318,6 +341,28 @@ class CoresetSampling(BaseEstimator):
         ------
         ValueError, TypeError
             For invalid input, naming the argument.
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        In a modAL loop the learner calls it with itself and the pool; its
+        ``X_training`` gives the centres:
+
+        >>> import numpy as np, torch
+        >>> from modAL.models import ActiveLearner
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal.baselines import CoresetSampling
+        >>> X = np.random.RandomState(0).randn(50, 4).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8),
+        ...     torch.nn.ReLU(), torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss,
+        ...     max_epochs=2, train_split=None, verbose=0)
+        >>> learner = ActiveLearner(estimator=net, query_strategy=CoresetSampling(),
+        ...                         X_training=X[:10], y_training=y[:10])
+        >>> idx, X_selected = learner.query(X[10:], n_instances=3)
+        >>> X_selected.shape
+        (3, 4)
         """
         _check_return_scores(self.return_scores)
         if isinstance(self.batch_size, bool) or not (

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from . import _modal
-from ._validation import check_data, check_n_instances, check_same_sample_shape, n_rows, take_rows
+from ._validation import check_n_instances, n_rows, take_rows
 from .adapters import ModelAdapter, resolve_adapter
 from .engine import (
     CURVATURES,
@@ -59,7 +59,7 @@ def _positive_real(value: Any) -> bool:
 _CONSTRAINTS = {
     "inverse_hvp": (lambda v: v in INVERSE_HVP_METHODS, f"one of {INVERSE_HVP_METHODS}"),
     "damping": (_non_negative_real, "a finite real >= 0"),
-    "curvature": (lambda v: v in CURVATURES, f"one of {CURVATURES}"),
+    "curvature": (lambda v: v in ("auto", *CURVATURES), f"one of {('auto', *CURVATURES)}"),
     "lissa_depth": (_positive_int, "an integer >= 1"),
     "lissa_repeats": (_positive_int, "an integer >= 1"),
     "lissa_scale": (lambda v: v == "auto" or _positive_real(v), "'auto' or a real > 0"),
@@ -117,7 +117,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         ``damping = d * s`` here (0.01 * 1e4 = 100). Larger damping moves
         ISAL towards gradient similarity; it must make ``H + damping I``
         positive definite.
-    curvature : {"gauss_newton", "hessian"}, default="gauss_newton"
+    curvature : {"auto", "gauss_newton", "hessian", "fisher"}, default="auto"
         The matrix ``H``. "hessian" is the paper's exact Hessian of the
         training loss. A network that is not at a convex minimum has negative
         curvature there (a digits MLP after 50 epochs: ``p^T H p < 0`` along
@@ -125,7 +125,11 @@ class InfluenceQueryStrategy(BaseEstimator):
         the solvers refuse or diverge. "gauss_newton" is the generalised
         Gauss-Newton matrix, positive semi-definite for cross-entropy, equal to
         the Hessian for models linear in their parameters and at
-        zero-residual minima: the robust default.
+        zero-residual minima. "fisher" is the empirical Fisher, positive
+        semi-definite for any loss: for losses not convex in the outputs (a
+        detector's focal and GIoU losses), where Gauss-Newton is indefinite
+        too. "auto" takes the adapter's choice: "gauss_newton" for
+        classifiers, "fisher" for detectors.
     lissa_depth : int, default=1000
         LiSSA recursion steps per repeat.
     lissa_repeats : int, default=1
@@ -240,7 +244,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         *,
         inverse_hvp: str = "cg",
         damping: float = 0.01,
-        curvature: str = "gauss_newton",
+        curvature: str = "auto",
         lissa_depth: int = 1000,
         lissa_repeats: int = 1,
         lissa_scale: float | str = "auto",
@@ -293,8 +297,9 @@ class InfluenceQueryStrategy(BaseEstimator):
         self,
         classifier: Any,
         X_pool: Any,
-        n_instances: int = 1,
+        n_instances: int | None = None,
         *,
+        budget: float | None = None,
         X_labeled: Any = None,
         y_labeled: Any = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -308,8 +313,16 @@ class InfluenceQueryStrategy(BaseEstimator):
             estimator (labelled data from ``X_labeled``/``y_labeled``).
         X_pool : array-like or torch.Tensor
             Unlabelled samples; never modified.
-        n_instances : int, default=1
-            Number of samples to select.
+        n_instances : int, optional
+            Number of samples to select; 1 when neither it nor ``budget`` is
+            given.
+        budget : float, optional
+            Select by annotation cost instead of count: samples are taken in
+            ranking order while their summed predicted cost stays within
+            ``budget`` (at least one sample is always selected). The cost is
+            the adapter's (a detector's predicted box count; 1 per sample for
+            classifiers). Only with ``selection="top"``. With modAL:
+            ``learner.query(X_pool, budget=200)``.
         X_labeled, y_labeled : array-like, optional
             Labelled data for the Hessian, overriding the constructor's and
             the learner's.
@@ -332,7 +345,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             If LiSSA diverges at a fixed scale or the damped Hessian is not
             positive definite (CG, exact).
         """
-        key = (id(classifier), id(X_pool), n_instances, id(X_labeled), id(y_labeled))
+        key = (id(classifier), id(X_pool), n_instances, budget, id(X_labeled), id(y_labeled))
         pending = self.__dict__.pop("_pending_failure", None)
         if pending is not None and pending[0] == key:
             # modAL 0.4.2.x re-calls a strategy that raised: re-raise at once
@@ -340,7 +353,9 @@ class InfluenceQueryStrategy(BaseEstimator):
             raise pending[1]
         returns_scores = _modal.returns_scores(self.return_scores, classifier)
         try:
-            scores, order = self._influence(classifier, X_pool, X_labeled, y_labeled, n_instances)
+            scores, order = self._influence(
+                classifier, X_pool, X_labeled, y_labeled, n_instances, budget, select=True
+            )
         except Exception as exc:
             if _modal.is_learner(classifier) and returns_scores:
                 self._pending_failure = (key, exc)
@@ -400,10 +415,12 @@ class InfluenceQueryStrategy(BaseEstimator):
         X_labeled: Any,
         y_labeled: Any,
         n_instances: Any = None,
+        budget: Any = None,
+        select: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate everything (cheap), then compute the scores (expensive).
 
-        Returns the scores and, when ``n_instances`` is given, the selection.
+        Returns the scores and, with ``select``, the selection.
         """
         self._validate_params()
         estimator, X_lab, y_lab = self._unwrap(classifier, X_labeled, y_labeled)
@@ -414,14 +431,12 @@ class InfluenceQueryStrategy(BaseEstimator):
             raise NotFittedError(f"classifier is not fitted: {exc}") from exc
         solver = self._make_solver()
 
-        # A Pipeline may encode non-numeric columns; its output is checked by the network.
-        raw_ok = hasattr(estimator, "steps")
-        X_pool = check_data(X_pool, "X_pool", allow_non_numeric=raw_ok)
-        if n_instances is not None:
-            check_n_instances(n_instances, adapter.n_samples(X_pool))
+        X_pool = adapter.check_inputs(estimator, X_pool, "X_pool")
+        if select:
+            n_instances = self._check_size(n_instances, budget, adapter.n_samples(X_pool))
         if X_lab is not None:
-            X_lab = check_data(X_lab, "X_labeled", allow_non_numeric=True)
-            check_same_sample_shape(X_pool, "X_pool", X_lab, "the labelled data")
+            X_lab = adapter.check_inputs(estimator, X_lab, "X_labeled")
+            adapter.check_compatible(X_pool, "X_pool", X_lab, "the labelled data")
             if y_lab is None or n_rows(y_lab) != n_rows(X_lab):
                 raise ValueError(
                     "the labelled data needs as many labels as samples: got "
@@ -429,7 +444,7 @@ class InfluenceQueryStrategy(BaseEstimator):
                     f"{'no' if y_lab is None else n_rows(y_lab)} labels."
                 )
         if self.X_reference is not None:
-            X_ref = check_data(self.X_reference, "X_reference", allow_non_numeric=True)
+            X_ref = adapter.check_inputs(estimator, self.X_reference, "X_reference")
             if self.y_reference is None:
                 raise ValueError("y_reference is required when X_reference is given.")
             if n_rows(self.y_reference) != n_rows(X_ref):
@@ -438,7 +453,7 @@ class InfluenceQueryStrategy(BaseEstimator):
                     f"{n_rows(self.y_reference)} labels."
                 )
             y_ref, ref_name = self.y_reference, "y_reference"
-            check_same_sample_shape(X_pool, "X_pool", X_ref, "X_reference")
+            adapter.check_compatible(X_pool, "X_pool", X_ref, "X_reference")
         else:
             if self.y_reference is not None:
                 raise ValueError("X_reference is required when y_reference is given.")
@@ -458,6 +473,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             module = copy.deepcopy(module).to(device)  # the user's module stays put
         spec = adapter.default_parameters if self.parameters is None else self.parameters
         space = ParameterSpace(select_parameters(module, spec))
+        adapter.check_parameters(estimator, space.names)
         model = BoundModel(adapter, estimator, module, space, device)
         engine = InfluenceEngine(
             model,
@@ -465,7 +481,9 @@ class InfluenceQueryStrategy(BaseEstimator):
             damping=float(self.damping),
             batch_size=self.batch_size,
             hessian_batch_size=self.hessian_batch_size,
-            curvature=self.curvature,
+            curvature=(
+                adapter.default_curvature if self.curvature == "auto" else self.curvature
+            ),
             scoring=self.scoring,
             progress=self.progress,
             autocast=self._autocast_dtype(device),
@@ -473,23 +491,51 @@ class InfluenceQueryStrategy(BaseEstimator):
         rng = check_random_state(self.random_state)
         with evaluation_mode(module), torch.no_grad():
             probe = model.forward(None, model.inputs(X_pool, np.arange(1)))
-            y_ref = adapter.check_targets(estimator, y_ref, ref_name, probe)
+            y_ref = adapter.check_targets(estimator, y_ref, ref_name, probe, X=X_ref)
             if X_lab is not None:
-                y_lab = adapter.check_targets(estimator, y_lab, "y_labeled", probe)
+                y_lab = adapter.check_targets(estimator, y_lab, "y_labeled", probe, X=X_lab)
             group = current_group() if self.distributed else None
             if group is None:
                 s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
-                scores = engine.scores(s_test, X_pool, diagnostics)
+                scores, summary = engine.scores(s_test, X_pool, diagnostics)
             else:
-                s_test, v, diagnostics, scores = self._distributed_scores(
+                s_test, v, diagnostics, scores, summary = self._distributed_scores(
                     group, engine, X_ref, y_ref, X_lab, y_lab, X_pool, rng
                 )
+            self._store_summary(summary, len(scores))
             order = None
-            if n_instances is not None:
-                order = self._select(model, X_pool, scores, int(n_instances), rng, group)
+            if select:
+                order = self._select(model, X_pool, scores, n_instances, budget, rng, group)
         self._store(space, s_test, v, diagnostics)
         self.scores_ = scores.cpu().numpy().astype(np.float64)
+        if order is not None:
+            self.query_cost_ = float(self.annotation_costs_[order].sum())
         return self.scores_, order
+
+    def _check_size(self, n_instances: Any, budget: Any, n_pool: int) -> int | None:
+        """``n_instances`` (1 by default) or None when a valid ``budget`` replaces it."""
+        if budget is None:
+            return check_n_instances(1 if n_instances is None else n_instances, n_pool)
+        if n_instances is not None:
+            raise ValueError(
+                "give n_instances or budget, not both: a budget selects as many samples "
+                "as fit in it."
+            )
+        if not _positive_real(budget):
+            raise ValueError(f"budget must be a finite real > 0, got {budget!r}.")
+        if self.selection != "top":
+            raise ValueError("budget works with selection='top' only.")
+        return None
+
+    def _store_summary(self, summary: dict[str, torch.Tensor], n_pool: int) -> None:
+        costs = summary.get("cost")
+        deferred = summary.get("deferred")
+        self.annotation_costs_ = (
+            np.ones(n_pool) if costs is None else costs.cpu().numpy().astype(np.float64)
+        )
+        self.deferred_ = np.zeros(n_pool, dtype=bool)
+        if deferred is not None:
+            self.deferred_ = deferred.cpu().numpy().astype(bool)
 
     def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         if self.autocast is False:
@@ -508,7 +554,9 @@ class InfluenceQueryStrategy(BaseEstimator):
         y_lab: Any,
         X_pool: Any,
         rng: np.random.RandomState,
-    ) -> tuple[torch.Tensor, torch.Tensor, InfluenceDiagnostics, torch.Tensor]:
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, InfluenceDiagnostics, torch.Tensor, dict[str, torch.Tensor]
+    ]:
         """s_test on rank 0, broadcast; each rank scores its shard; scores gathered."""
 
         def solve() -> tuple[Any, ...]:
@@ -524,25 +572,31 @@ class InfluenceQueryStrategy(BaseEstimator):
                 "scoring it: use distributed=False for so small a pool."
             )
         shard, sizes = group.shard(n_pool)
-        local = group.run_everywhere(
+        local, local_summary = group.run_everywhere(
             lambda: engine.scores(s_test, take_rows(X_pool, shard), diagnostics)
         )
         diagnostics.n_pool = n_pool
-        return s_test, v, diagnostics, group.gather_rows(local, sizes)
+        summary = {k: group.gather_rows(t, sizes) for k, t in local_summary.items()}
+        return s_test, v, diagnostics, group.gather_rows(local, sizes), summary
 
     def _select(
         self,
         model: BoundModel,
         X_pool: Any,
         scores: torch.Tensor,
-        n_instances: int,
+        n_instances: int | None,
+        budget: float | None,
         rng: np.random.RandomState,
         group: ProcessGroup | None = None,
     ) -> np.ndarray:
-        # Stable sort: ties keep pool order, so equal inputs give equal selections.
-        ranking = torch.argsort(scores, stable=True)
+        # Deferred samples (the adapter's, e.g. images without a prediction) go last;
+        # the sort is stable, so ties keep pool order and equal inputs give equal selections.
+        ranking_np = np.lexsort((scores.cpu().numpy(), self.deferred_))
+        if budget is not None:
+            spent = np.cumsum(self.annotation_costs_[ranking_np])
+            return ranking_np[: max(1, int(np.searchsorted(spent, budget, side="right")))]
         if self.selection == "top" or n_instances == 1:
-            return ranking[:n_instances].cpu().numpy()
+            return ranking_np[:n_instances]
         if group is None:
             outer, inner = gradient_factors(model, X_pool, self.batch_size)
         else:
@@ -550,7 +604,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             local = gradient_factors(model, take_rows(X_pool, shard), self.batch_size)
             outer, inner = (group.gather_rows(t, sizes) for t in local)
         outer = outer * influence_rank_weights(scores).sqrt()[:, None]
-        return kmeans_pp_select(outer, inner, n_instances, int(ranking[0]), rng)
+        return kmeans_pp_select(outer, inner, n_instances, int(ranking_np[0]), rng)
 
     # -- helpers ----------------------------------------------------------------
     def _validate_params(self) -> None:

@@ -16,7 +16,8 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
     An estimator class may name its own adapter by defining a method
     ``_skisal_adapter(self) -> ModelAdapter`` (skisal's own detection
     estimator does); skorch nets, and Pipelines ending in one, get a
-    :class:`SkorchClassifierAdapter`.
+    :class:`SkorchClassifierAdapter`; a bare torchvision FCOS, RetinaNet or
+    Faster R-CNN module gets a :class:`skisal.detection.DetectionAdapter`.
 
     Raises
     ------
@@ -40,6 +41,12 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
         NeuralNet = ()
     if isinstance(last, NeuralNet):
         return SkorchClassifierAdapter()
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+
+    if isinstance(last, FCOS | RetinaNet | FasterRCNN):  # a bare torchvision detector
+        from ..detection import DetectionAdapter
+
+        return DetectionAdapter()
     raise TypeError(
         "classifier must be a skorch NeuralNet/NeuralNetClassifier, a scikit-learn Pipeline "
         "ending in one, or a modAL learner wrapping one; got "

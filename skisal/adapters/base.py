@@ -6,6 +6,13 @@ turn a slice of user data into a model input, how to run the module, the
 per-sample training loss against true targets, and the per-sample loss against
 the model's own predictions (UUIC's pseudo-labels, Algorithm 1 of the paper).
 Subclass :class:`ModelAdapter` to support a new model family.
+
+Optional hooks let a family do more without the engine knowing about it:
+:meth:`ModelAdapter.encode` computes, once and without gradients, the part of
+the network no tracked parameter touches (a detector's backbone), and may
+be cached over the labelled set while ``s_test`` is solved;
+:meth:`ModelAdapter.pseudo_label_summary` reports per-sample facts about the
+pseudo-labels (a detector's predicted box count: its annotation cost).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from .._validation import check_data, check_same_sample_shape
 
 __all__ = ["ModelAdapter"]
 
@@ -31,6 +40,14 @@ class ModelAdapter(ABC):
 
     #: Parameter selection used when the strategy's ``parameters`` is None.
     default_parameters: Any = "all"
+
+    #: Curvature used when the strategy's ``curvature`` is "auto": Gauss-Newton
+    #: is positive semi-definite for losses convex in the outputs (cross-entropy).
+    default_curvature: str = "gauss_newton"
+
+    #: Bytes of :meth:`encode` results the engine may keep for reuse within one
+    #: query (0: never cache). Only full passes over the labelled set reuse them.
+    input_cache_bytes: int = 0
 
     def check_estimator(self, estimator: Any) -> None:
         """Raise if ``estimator`` cannot be scored (wrong type, not fitted).
@@ -69,6 +86,46 @@ class ModelAdapter(ABC):
     def get_targets(self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device) -> Any:
         """Training targets for the samples ``y[indices]``, on ``device``."""
 
+    def encode(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:
+        """Work on ``inputs`` that no tracked parameter influences; default: none.
+
+        Called without gradients, with ``module``'s own parameters, on the
+        output of :meth:`get_inputs`; :meth:`forward` receives the result. A
+        detector computes its backbone features here, once per batch, when
+        only head layers are tracked (see :meth:`check_parameters`).
+        """
+        return inputs
+
+    def encoded_nbytes(self, encoded: Any) -> int:
+        """Memory held by one :meth:`encode` result (for the engine's cache budget)."""
+        return 0
+
+    def check_parameters(self, estimator: Any, names: list[str]) -> None:
+        """Raise ``ValueError`` if the tracked parameters ``names`` cannot be scored.
+
+        An adapter whose :meth:`encode` runs part of the network without
+        gradients refuses parameters of that part here.
+        """
+        return None
+
+    def check_inputs(self, estimator: Any, X: Any, argument: str) -> Any:
+        """Validate a sample collection passed as ``argument``; return it (not a copy).
+
+        The default accepts arrays, tensors and pandas objects of finite
+        numbers (anything a Pipeline's first steps encode, for a Pipeline).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming ``argument``.
+        """
+        return check_data(X, argument, allow_non_numeric=hasattr(estimator, "steps"))
+
+    def check_compatible(self, X: Any, argument: str, reference: Any, reference_name: str) -> None:
+        """Raise ``ValueError`` if samples of ``X`` cannot go through the same network as
+        those of ``reference`` (default: same per-sample shape)."""
+        check_same_sample_shape(X, argument, reference, reference_name)
+
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:
         """Run ``module`` on ``inputs``; the engine swaps in its own parameters."""
         return module(inputs)
@@ -89,12 +146,26 @@ class ModelAdapter(ABC):
         gradient of this loss is the gradient ``G_z`` at fixed pseudo-labels.
         """
 
-    def check_targets(self, estimator: Any, y: Any, argument: str, probe_outputs: Any) -> Any:
+    def pseudo_label_summary(self, estimator: Any, outputs: Any) -> dict[str, torch.Tensor]:
+        """Per-sample facts about the pseudo-labels of detached ``outputs``.
+
+        Recognised keys, each a tensor of shape ``(n,)``: ``"cost"``, the
+        predicted annotation cost of a sample (a detector's pseudo-box
+        count), which a query budget counts against (default: 1 per sample);
+        ``"deferred"`` (bool), samples ranked after every other one whatever
+        their influence (a detector's images without any prediction).
+        """
+        return {}
+
+    def check_targets(
+        self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
+    ) -> Any:
         """Validate targets passed as ``argument`` and return them in the form
         :meth:`get_targets` indexes.
 
         ``probe_outputs`` are the module's outputs on one sample, for checks
-        that need the output size (e.g. the number of classes).
+        that need the output size (e.g. the number of classes); ``X`` are the
+        samples the targets belong to.
 
         Raises
         ------

@@ -50,10 +50,36 @@ class SkorchClassifierAdapter(ModelAdapter):
         Must be smaller than the number of classes: over all of them the
         weighted gradient is exactly zero.
 
+    Raises
+    ------
+    ValueError
+        At query time, if ``top_k`` is not a positive integer below the number
+        of classes (see :meth:`check_estimator` and :meth:`check_targets`).
+
     Examples
     --------
+    The strategy resolves this adapter by itself for skorch nets; pass one to
+    change ``top_k``:
+
     >>> from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
     >>> strategy = InfluenceQueryStrategy(adapter=SkorchClassifierAdapter(top_k=2))
+
+    What the engine asks of it, on a fitted net:
+
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> X = np.random.RandomState(0).randn(30, 4).astype(np.float32)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+    ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+    ...     train_split=None, verbose=0).fit(X, np.arange(30) % 3)
+    >>> adapter = SkorchClassifierAdapter(top_k=2)
+    >>> adapter.check_estimator(net)  # fitted, with a supported criterion
+    >>> inputs = adapter.get_inputs(net, X, np.arange(5), torch.device("cpu"))
+    >>> outputs = adapter.forward(net, net.module_, inputs)  # logits
+    >>> adapter.per_sample_loss(net, outputs, torch.tensor([0, 1, 2, 0, 1])).shape
+    torch.Size([5])
+    >>> adapter.pseudo_label_loss(net, outputs).shape  # against the top-2 classes
+    torch.Size([5])
     """
 
     def __init__(self, top_k: int = 1) -> None:
@@ -64,6 +90,23 @@ class SkorchClassifierAdapter(ModelAdapter):
         return _split_pipeline(estimator)[1]
 
     def check_estimator(self, estimator: Any) -> None:
+        """Raise if ``estimator`` is not a fitted skorch classifier this adapter supports.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator to score.
+
+        Raises
+        ------
+        ValueError
+            If ``top_k`` is not a positive integer.
+        TypeError
+            If the estimator is not a skorch net (or a Pipeline ending in one),
+            or its criterion is not ``CrossEntropyLoss`` or ``NLLLoss``.
+        sklearn.exceptions.NotFittedError
+            If the net is not fitted (skorch's ``NotInitializedError``).
+        """
         from skorch import NeuralNet
 
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -88,12 +131,41 @@ class SkorchClassifierAdapter(ModelAdapter):
             raise TypeError(f"criterion {type(criterion).__name__} has no 'reduction' option.")
 
     def get_module(self, estimator: Any) -> nn.Module:
+        """The fitted net's ``module_`` (the user's; the engine never writes to it).
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            A fitted estimator.
+
+        Returns
+        -------
+        torch.nn.Module
+        """
         return self._net(estimator).module_
 
     # -- data --------------------------------------------------------------
     def get_inputs(
         self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device
     ) -> torch.Tensor:
+        """The network's input for ``X[indices]``, through a Pipeline's earlier steps.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator.
+        X : array-like, torch.Tensor or pandas object
+            The samples.
+        indices : ndarray
+            Rows of ``X`` in the batch.
+        device : torch.device
+            Where the batch goes.
+
+        Returns
+        -------
+        torch.Tensor
+            The batch, floating point in the module's dtype.
+        """
         preprocess, _ = _split_pipeline(estimator)
         rows = take_rows(X, indices)
         if preprocess is not None:
@@ -111,12 +183,56 @@ class SkorchClassifierAdapter(ModelAdapter):
     def get_targets(
         self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device
     ) -> torch.Tensor:
+        """Class indices ``y[indices]`` as a long tensor on ``device``.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator (unused).
+        y : array-like or torch.Tensor
+            Labels, as :meth:`check_targets` returned them.
+        indices : ndarray
+            Rows in the batch.
+        device : torch.device
+            Where the batch goes.
+
+        Returns
+        -------
+        torch.Tensor of int64
+        """
         labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         return torch.as_tensor(labels[indices], dtype=torch.long).to(device)
 
     def check_targets(
-        self, estimator: Any, y: Any, argument: str, probe_outputs: Any
+        self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
     ) -> np.ndarray:
+        """Class-index labels as an int64 array, checked against the network's outputs.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator.
+        y : array-like or torch.Tensor
+            Labels in ``0..n_classes-1``.
+        argument : str
+            Name used in error messages (``"y_reference"``, ``"y_labeled"``).
+        probe_outputs : torch.Tensor of shape (1, n_classes)
+            The module's outputs on one sample.
+        X : array-like, optional
+            The samples the labels belong to (unused).
+
+        Returns
+        -------
+        ndarray of int64
+
+        Raises
+        ------
+        ValueError
+            If ``top_k`` is not below the number of classes, or a label lies
+            outside the classes or is not integral.
+        TypeError
+            If the labels are not integer class indices.
+        """
         n_classes = int(probe_outputs.shape[1])
         if self.top_k >= n_classes:
             raise ValueError(
@@ -128,6 +244,28 @@ class SkorchClassifierAdapter(ModelAdapter):
 
     # -- model -------------------------------------------------------------
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> torch.Tensor:
+        """Run ``module``; a tuple output is read as skorch reads it (its first element).
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator.
+        module : torch.nn.Module
+            The network (the engine swaps in its own parameters).
+        inputs : torch.Tensor or dict
+            A batch from :meth:`get_inputs` (a dict is passed as keywords).
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_classes)
+            Logits, probabilities or log-probabilities, as the net's criterion
+            expects.
+
+        Raises
+        ------
+        TypeError
+            If the module does not return a two-dimensional tensor.
+        """
         out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
         out = out[0] if isinstance(out, tuple | list) else out
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
@@ -153,7 +291,20 @@ class SkorchClassifierAdapter(ModelAdapter):
         return outputs
 
     def probabilities(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
-        """Class posteriors from the module's outputs."""
+        """Class posteriors from the module's outputs.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion and class tell logits from (log-)probabilities.
+        outputs : torch.Tensor of shape (n, n_classes)
+            The module's outputs.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_classes)
+            Probabilities.
+        """
         kind = self._outputs_kind(estimator)
         if kind == "logits":
             return outputs.softmax(dim=1)
@@ -167,9 +318,43 @@ class SkorchClassifierAdapter(ModelAdapter):
     def per_sample_loss(
         self, estimator: Any, outputs: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
+        """The net's criterion per sample (its options kept, ``reduction="none"``).
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion is used (a copy; the user's is not touched).
+        outputs : torch.Tensor of shape (n, n_classes)
+            The module's outputs.
+        targets : torch.Tensor of shape (n,)
+            Class indices.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            As skorch's ``get_loss`` computes it, before the reduction.
+        """
         return self._criterion(estimator)(self._log_input(estimator, outputs), targets)
 
     def pseudo_label_loss(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
+        """The loss against the model's own top-``top_k`` predictions (UUIC, Eq. 3).
+
+        The classes and their weights (posteriors renormalised to sum to one)
+        come from detached outputs, so the gradient of this loss is ``G_z`` at
+        fixed pseudo-labels.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion is used.
+        outputs : torch.Tensor of shape (n, n_classes)
+            The module's outputs.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            The weighted per-sample losses.
+        """
         criterion = self._criterion(estimator)
         log_input = self._log_input(estimator, outputs)
         with torch.no_grad():

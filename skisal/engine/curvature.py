@@ -16,6 +16,14 @@ of two forms:
     equals the Hessian for models linear in their parameters (logistic
     regression) and at zero-residual minima. Its products cost one
     forward-mode pass and one backward pass.
+``"fisher"``
+    The empirical Fisher ``(1/n) sum_j grad l(z_j) grad l(z_j)^T``: positive
+    semi-definite for *any* loss. The choice for losses that are not convex in
+    the network's outputs, where the Gauss-Newton matrix is indefinite too
+    (a detector's focal and GIoU losses: measured ``p^T H p < 0`` along the
+    reference gradient of a small FCOS). A cruder approximation of the
+    Hessian near a minimum, where the per-sample gradients shrink; same cost
+    as a Gauss-Newton product.
 
 The dense matrix is only built for small parameter counts (``"exact"``).
 """
@@ -28,12 +36,12 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ._trees import detached_leaf_copy, tree_leaves, tree_map
+from ._trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
 from .model import BoundModel, batches, dual_level
 
 __all__ = ["CURVATURES", "DampedHessian"]
 
-CURVATURES = ("gauss_newton", "hessian")
+CURVATURES = ("gauss_newton", "hessian", "fisher")
 
 
 def _rows(vector: torch.Tensor, inputs: list[torch.Tensor], basis: torch.Tensor) -> torch.Tensor:
@@ -50,6 +58,24 @@ def _rows(vector: torch.Tensor, inputs: list[torch.Tensor], basis: torch.Tensor)
     return torch.cat([r.reshape(len(basis), -1) for r in rows], dim=1)
 
 
+def _fisher_output_product(
+    grads: list[torch.Tensor], tangents: list[torch.Tensor | None], n: int
+) -> list[torch.Tensor]:
+    """Per sample, ``g (g . t)``: the empirical Fisher's output-space product.
+
+    ``grads`` are the per-sample loss gradients at the outputs (rows of a
+    separable loss) and ``tangents`` the outputs' directional derivatives.
+    """
+    dots = sum(
+        (g * t.to(g.dtype)).reshape(n, -1).sum(dim=1)
+        for g, t in zip(grads, tangents, strict=True)
+        if t is not None
+    )
+    if not isinstance(dots, torch.Tensor):
+        return [torch.zeros_like(g) for g in grads]
+    return [g * dots.reshape(n, *([1] * (g.ndim - 1))) for g in grads]
+
+
 class DampedHessian:
     """Products with ``H_S + damping * I`` for ``S`` the labelled set or a subset of it.
 
@@ -64,7 +90,7 @@ class DampedHessian:
     batch_size : int
         Samples per Hessian-vector product: the minibatch of stochastic
         methods, and the chunk size of full products.
-    curvature : {"gauss_newton", "hessian"}, default="gauss_newton"
+    curvature : {"gauss_newton", "hessian", "fisher"}, default="gauss_newton"
         Which matrix ``H`` is (see the module docstring).
     """
 
@@ -92,15 +118,15 @@ class DampedHessian:
     def dim(self) -> int:
         return self.model.space.dim
 
-    def _hvp(self, v: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        """``H_idx v`` for the mean loss over ``idx`` (undamped)."""
-        if self.curvature == "gauss_newton":
-            return self._gnvp(v, idx)
+    def _hvp(self, v: torch.Tensor, idx: np.ndarray, reuse: bool = False) -> torch.Tensor:
+        """``H_idx v`` for the mean loss over ``idx`` (undamped); ``reuse``: a full pass."""
+        if self.curvature != "hessian":
+            return self._gnvp(v, idx, reuse)
         space = self.model.space
         with torch.enable_grad():
             leaves = space.leaves()
             params = list(leaves.values())
-            loss = self.model.mean_loss(leaves, self.X, self.y, idx)
+            loss = self.model.mean_loss(leaves, self.X, self.y, idx, reuse)
             grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             tangent = space.split(v.to(space.dtype))
             dot = sum(
@@ -112,13 +138,15 @@ class DampedHessian:
         self.hvp_count += len(idx)
         return space.flatten(hv).to(v.dtype)
 
-    def _gnvp(self, v: torch.Tensor, idx: np.ndarray) -> torch.Tensor:
-        """``J^T (d^2 l / d out^2) J v / |idx|``: forward mode for ``J v``, backward for ``J^T``."""
+    def _gnvp(self, v: torch.Tensor, idx: np.ndarray, reuse: bool = False) -> torch.Tensor:
+        """``J^T M J v / |idx|`` with ``J`` the output Jacobian: forward mode for ``J v``,
+        backward for ``J^T``. ``M`` is the output-space loss Hessian (Gauss-Newton) or, per
+        sample, ``g g^T`` with ``g`` the loss gradient at the outputs (empirical Fisher)."""
         model, space = self.model, self.model.space
         with torch.enable_grad():
             leaves = space.leaves()
             tangent = space.split(v.to(space.dtype))
-            inputs = model.inputs(self.X, idx)
+            inputs = model.inputs(self.X, idx, reuse)
             targets = model.targets(self.y, idx)
             with dual_level():
                 duals = {n: fwAD.make_dual(leaves[n], tangent[n]) for n in leaves}
@@ -128,23 +156,33 @@ class DampedHessian:
             # Output-space Hessian product, per sample (the loss is separable).
             out = detached_leaf_copy(primal)
             loss = model.adapter.per_sample_loss(model.estimator, out, targets).sum()
-            out_leaves = [t for t in tree_leaves(out) if t.requires_grad]
+            out_leaves = [t for t in tree_leaves(out) if differentiable(t)]
             jv_leaves = [
-                t for t, o in zip(tree_leaves(jv), tree_leaves(out), strict=True) if o.requires_grad
+                t
+                for t, o in zip(tree_leaves(jv), tree_leaves(out), strict=True)
+                if differentiable(o)
             ]
-            grads = torch.autograd.grad(loss, out_leaves, create_graph=True)
-            dot = sum(
-                (g * t.detach()).sum()
-                for g, t in zip(grads, jv_leaves, strict=True)
-                if t is not None
+            fisher = self.curvature == "fisher"
+            grads = torch.autograd.grad(
+                loss, out_leaves, create_graph=not fisher, allow_unused=True, materialize_grads=True
             )
-            if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
-                return torch.zeros_like(v)
-            hjv = torch.autograd.grad(dot, out_leaves, allow_unused=True, materialize_grads=True)
+            if fisher:
+                hjv = _fisher_output_product(grads, jv_leaves, len(idx))
+            else:
+                dot = sum(
+                    (g * t.detach()).sum()
+                    for g, t in zip(grads, jv_leaves, strict=True)
+                    if t is not None
+                )
+                if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+                    return torch.zeros_like(v)
+                hjv = torch.autograd.grad(
+                    dot, out_leaves, allow_unused=True, materialize_grads=True
+                )
             primal_leaves = [
                 t
                 for t, o in zip(tree_leaves(primal), tree_leaves(out), strict=True)
-                if o.requires_grad
+                if differentiable(o)
             ]
             result = torch.autograd.grad(
                 primal_leaves,
@@ -157,10 +195,11 @@ class DampedHessian:
 
     def matvec(self, v: torch.Tensor, indices: np.ndarray | None = None) -> torch.Tensor:
         """``(H_S + damping I) v`` with ``S`` = ``indices`` (default: all labelled samples)."""
+        full_pass = indices is None  # the same batches every call: encoded inputs are reused
         indices = np.arange(self.n) if indices is None else np.asarray(indices)
         out = self.damping * v
         for chunk in batches(len(indices), self.batch_size):
-            out = out + self._hvp(v, indices[chunk]) * (len(chunk) / len(indices))
+            out = out + self._hvp(v, indices[chunk], full_pass) * (len(chunk) / len(indices))
         return out
 
     def sample(self, rng: np.random.RandomState, size: int | None = None) -> np.ndarray:
@@ -172,6 +211,8 @@ class DampedHessian:
         """The dense ``H + damping I`` (``dim x dim``), for small parameter counts."""
         if self.curvature == "gauss_newton":
             return self._dense_gauss_newton(dtype)
+        if self.curvature == "fisher":
+            return self._dense_fisher(dtype)
         space = self.model.space
         dim = space.dim
         hessian = torch.zeros(dim, dim, dtype=dtype, device=space.device)
@@ -181,7 +222,7 @@ class DampedHessian:
             with torch.enable_grad():
                 leaves = space.leaves()
                 params = list(leaves.values())
-                loss = self.model.mean_loss(leaves, self.X, self.y, idx) * (len(idx) / self.n)
+                loss = self.model.mean_loss(leaves, self.X, self.y, idx, True) * (len(idx) / self.n)
                 grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
                 flat_grad = space.flatten(grads)
                 if not flat_grad.requires_grad:
@@ -200,13 +241,13 @@ class DampedHessian:
         for idx in batches(self.n, self.batch_size):
             with torch.enable_grad():
                 leaves = space.leaves()
-                outputs = model.forward(leaves, model.inputs(self.X, idx))
-                primal = [t for t in tree_leaves(outputs) if t.is_floating_point()]
+                outputs = model.forward(leaves, model.inputs(self.X, idx, True))
+                primal = [t for t in tree_leaves(outputs) if differentiable(t, False)]
                 flat_out = torch.cat([t.reshape(-1) for t in primal])
                 eye = torch.eye(len(flat_out), dtype=flat_out.dtype, device=flat_out.device)
                 jacobian = _rows(flat_out, list(leaves.values()), eye)
                 out = detached_leaf_copy(outputs)
-                out_leaves = [t for t in tree_leaves(out) if t.requires_grad]
+                out_leaves = [t for t in tree_leaves(out) if differentiable(t)]
                 loss = model.adapter.per_sample_loss(
                     model.estimator, out, model.targets(self.y, idx)
                 ).sum()
@@ -215,6 +256,23 @@ class DampedHessian:
                 out_hessian = _rows(flat_grad, out_leaves, eye)
             jacobian = jacobian.to(dtype)
             matrix += jacobian.T @ out_hessian.to(dtype) @ jacobian / self.n
+            self.hvp_count += len(idx) * space.dim
+        return self._symmetrise_and_damp(matrix)
+
+    def _dense_fisher(self, dtype: torch.dtype) -> torch.Tensor:
+        """Dense ``G^T G / n`` from the per-sample gradient rows ``G`` of each batch."""
+        model, space = self.model, self.model.space
+        matrix = torch.zeros(space.dim, space.dim, dtype=dtype, device=space.device)
+        for idx in batches(self.n, self.batch_size):
+            with torch.enable_grad():
+                leaves = space.leaves()
+                outputs = model.forward(leaves, model.inputs(self.X, idx, True))
+                losses = model.adapter.per_sample_loss(
+                    model.estimator, outputs, model.targets(self.y, idx)
+                )
+                eye = torch.eye(len(idx), dtype=losses.dtype, device=losses.device)
+                rows = _rows(losses, list(leaves.values()), eye).to(dtype)
+            matrix += rows.T @ rows / self.n
             self.hvp_count += len(idx) * space.dim
         return self._symmetrise_and_damp(matrix)
 

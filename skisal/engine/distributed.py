@@ -21,7 +21,43 @@ __all__ = ["ProcessGroup", "current_group"]
 
 
 class ProcessGroup:
-    """The default process group, with the few collectives the strategy needs."""
+    """The default process group, with the few collectives the strategy needs.
+
+    Built by :func:`current_group` when ``InfluenceQueryStrategy(distributed=True)``
+    queries inside an initialised group of more than one process. Tensors
+    travel on the backend's device: CUDA for NCCL, the CPU for gloo.
+
+    Attributes
+    ----------
+    rank, world_size : int
+        This process's rank and the number of processes.
+    device : torch.device
+        Where collectives put their tensors.
+
+    Raises
+    ------
+    ValueError or RuntimeError
+        From :mod:`torch.distributed` when no default process group is
+        initialised.
+
+    Examples
+    --------
+    One process (``torchrun`` starts several, each running the same code):
+
+    >>> import os, tempfile, torch
+    >>> import torch.distributed as dist
+    >>> from skisal.engine.distributed import ProcessGroup
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> try:
+    ...     group = ProcessGroup()
+    ...     shard, sizes = group.shard(5)
+    ...     result = group.broadcast_from_root(lambda: (torch.ones(2), "note"), group.device)
+    ... finally:
+    ...     dist.destroy_process_group()
+    >>> shard, sizes, result
+    (array([0, 1, 2, 3, 4]), [5], (tensor([1., 1.]), 'note'))
+    """
 
     def __init__(self) -> None:
         self.rank = dist.get_rank()
@@ -35,7 +71,20 @@ class ProcessGroup:
         )
 
     def shard(self, n: int) -> tuple[np.ndarray, list[int]]:
-        """This rank's contiguous share of ``range(n)``, and every rank's share size."""
+        """This rank's contiguous share of ``range(n)``, and every rank's share size.
+
+        Parameters
+        ----------
+        n : int
+            Number of items (pool samples) to share out.
+
+        Returns
+        -------
+        indices : ndarray
+            This rank's indices (as :func:`numpy.array_split` cuts them).
+        sizes : list of int
+            The number of indices of every rank, in rank order.
+        """
         parts = np.array_split(np.arange(n), self.world_size)
         return parts[self.rank], [len(p) for p in parts]
 
@@ -45,6 +94,23 @@ class ProcessGroup:
         ``compute`` returns a tuple of tensors and picklable objects; tensors go
         through :func:`torch.distributed.broadcast` and arrive on ``device``,
         the rest through :func:`~torch.distributed.broadcast_object_list`.
+
+        Parameters
+        ----------
+        compute : callable
+            Called with no argument on rank 0 only; returns a tuple.
+        device : torch.device
+            Where the other ranks receive the tensors.
+
+        Returns
+        -------
+        tuple
+            ``compute()``'s result, on every rank.
+
+        Raises
+        ------
+        Exception
+            Whatever ``compute`` raised on rank 0, re-raised on every rank.
         """
         result: Any = None
         error: BaseException | None = None
@@ -80,6 +146,24 @@ class ProcessGroup:
 
         Without this, a rank that fails (a non-finite score in its shard)
         would leave the others waiting in the next collective.
+
+        Parameters
+        ----------
+        compute : callable
+            Called with no argument on every rank.
+
+        Returns
+        -------
+        object
+            This rank's ``compute()`` result.
+
+        Raises
+        ------
+        Exception
+            On a failing rank, its own exception.
+        RuntimeError
+            On the other ranks, naming the rank that failed (chained to its
+            exception).
         """
         try:
             result, error = compute(), None
@@ -96,7 +180,20 @@ class ProcessGroup:
         return result
 
     def gather_rows(self, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        """Concatenate every rank's ``local`` rows, in rank order (shapes may differ in rows)."""
+        """Concatenate every rank's ``local`` rows, in rank order (shapes may differ in rows).
+
+        Parameters
+        ----------
+        local : torch.Tensor
+            This rank's rows (e.g. the scores of its shard).
+        sizes : list of int
+            Every rank's number of rows, as :meth:`shard` returns them.
+
+        Returns
+        -------
+        torch.Tensor
+            All rows, on ``local``'s device.
+        """
         longest = max(sizes)
         padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=self.device)
         padded[: local.shape[0]] = local.to(self.device)
@@ -117,7 +214,20 @@ def _payload(value: Any) -> Any:
 
 
 def current_group() -> ProcessGroup | None:
-    """The initialised default group when it has more than one process, else None."""
+    """The initialised default group when it has more than one process, else None.
+
+    Returns
+    -------
+    ProcessGroup or None
+        None outside ``torch.distributed``, or in a group of one process: the
+        strategy then computes alone.
+
+    Examples
+    --------
+    >>> from skisal.engine.distributed import current_group
+    >>> current_group() is None  # no process group initialised here
+    True
+    """
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return ProcessGroup()
     return None

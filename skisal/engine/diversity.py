@@ -39,6 +39,49 @@ def gradient_factors(
     Call under :func:`~skisal.engine.evaluation_mode`; the network's
     parameters are not differentiated, so they and their ``.grad`` stay as
     they are.
+
+    Parameters
+    ----------
+    model : BoundModel
+        The model, its adapter and estimator.
+    X : array-like or torch.Tensor
+        The samples (the pool).
+    batch_size : int
+        Samples per forward pass.
+    layer : str, optional
+        Name of the layer; default the last ``nn.Linear`` the forward pass
+        runs (see :class:`~skisal.engine.layers.LayerProbe`).
+
+    Returns
+    -------
+    outer : torch.Tensor of shape (n_samples, n_outputs)
+        Gradients with respect to the layer's output, float64.
+    inner : torch.Tensor of shape (n_samples, n_inputs + 1)
+        The layer's inputs and a column of ones, float64.
+
+    Raises
+    ------
+    ValueError
+        If ``layer`` names no module, or the network has no ``nn.Linear``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
+    >>> from skisal.engine.diversity import gradient_factors
+    >>> X = np.random.RandomState(0).randn(20, 4).astype(np.float32)
+    >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+    ...     torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+    ...     train_split=None, verbose=0).fit(X, (X[:, 0] > 0).astype(np.int64))
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...     torch.device("cpu"))
+    >>> with evaluation_mode(net.module_):
+    ...     outer, inner = gradient_factors(model, X, batch_size=8)
+    >>> outer.shape, inner.shape  # 2 outputs; 8 inputs and the bias column
+    (torch.Size([20, 2]), torch.Size([20, 9]))
     """
     outer, inner = [], []
     n = model.adapter.n_samples(X)
@@ -60,6 +103,23 @@ def influence_rank_weights(scores: torch.Tensor) -> torch.Tensor:
     The most negative influence gets 1, the least helpful 0.5: influence tilts
     the sampling without excluding any sample (zero weights, tried first,
     lost accuracy: the sign of a pseudo-label influence is a weak signal).
+
+    Parameters
+    ----------
+    scores : torch.Tensor of shape (n,)
+        Influences (lower = more helpful); ties keep their order.
+
+    Returns
+    -------
+    torch.Tensor of shape (n,)
+        float64 weights on ``scores``' device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skisal.engine.diversity import influence_rank_weights
+    >>> influence_rank_weights(torch.tensor([0.3, -1.0, 0.0]))
+    tensor([0.5000, 1.0000, 0.7500], dtype=torch.float64)
     """
     n = scores.shape[0]
     ranks = torch.empty(n, dtype=torch.float64, device=scores.device)
@@ -84,7 +144,39 @@ def kmeans_pp_select(
     nearest point already chosen, and keeps the one that lowers the summed
     squared distances most (default ``2 + log(n_instances)`` trials). Once
     every remaining point coincides with a chosen one, the rest follow in
-    index order.
+    index order. The points are never formed: squared distances between outer
+    products need only the two factors.
+
+    Parameters
+    ----------
+    outer, inner : torch.Tensor of shape (n, p) and (n, q)
+        The factors of the ``n`` points (as :func:`gradient_factors` returns
+        them, ``outer`` possibly scaled by weights).
+    n_instances : int
+        Points to select, at most ``n``.
+    first : int
+        Index of the first point (the most helpful sample).
+    rng : numpy.random.RandomState
+        Seeds the candidate draws.
+    n_local_trials : int, optional
+        Candidates per step (default ``2 + int(log(n_instances))``).
+
+    Returns
+    -------
+    ndarray of shape (n_instances,)
+        Selected indices, in selection order, starting with ``first``.
+
+    Examples
+    --------
+    Four points on a line (1, 1.1, 4 and 9), starting from the first: the far
+    ones come next, the near-duplicate of the first last.
+
+    >>> import numpy as np, torch
+    >>> from skisal.engine.diversity import kmeans_pp_select
+    >>> outer = torch.tensor([[1.0], [1.1], [4.0], [9.0]], dtype=torch.float64)
+    >>> inner = torch.ones(4, 1, dtype=torch.float64)
+    >>> kmeans_pp_select(outer, inner, 4, first=0, rng=np.random.RandomState(0)).tolist()
+    [0, 3, 2, 1]
     """
     n = outer.shape[0]
     trials = 2 + int(np.log(n_instances)) if n_local_trials is None else n_local_trials

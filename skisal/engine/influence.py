@@ -166,10 +166,14 @@ class InfluenceEngine:
 
     def scores(
         self, s_test: torch.Tensor, X_pool: Any, diagnostics: InfluenceDiagnostics
-    ) -> torch.Tensor:
-        """``I(z, R)`` for every pool sample (on the model's device); fills ``diagnostics``."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``I(z, R)`` for every pool sample (on the model's device); fills ``diagnostics``.
+
+        Also returns the adapter's per-sample pseudo-label summary (see
+        :func:`~skisal.engine.scoring.score_pool`).
+        """
         with _Timer(self.model.device, diagnostics.timings)("scoring"):
-            scores, method, reason = score_pool(
+            scores, method, reason, summary = score_pool(
                 self.model,
                 s_test,
                 X_pool,
@@ -181,4 +185,4 @@ class InfluenceEngine:
         diagnostics.scoring_method = method
         diagnostics.scoring_fallback_reason = reason
         diagnostics.n_pool = self.model.adapter.n_samples(X_pool)
-        return scores
+        return scores, summary

@@ -35,10 +35,37 @@ class LayerProbe:
     output_leaf : bool, default=False
         Replace the layer's output by a leaf that requires grad.
 
+    Attributes
+    ----------
+    name : str or None
+        The watched layer; with ``layer=None``, settled by the first
+        :meth:`take`.
+
     Raises
     ------
     ValueError
         If ``layer`` names no module, or the network has no ``nn.Linear``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skisal.engine.layers import LayerProbe
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> with LayerProbe(net) as probe:  # the last nn.Linear: "2"
+    ...     logits = net(torch.randn(5, 4))
+    ...     features, output = probe.take()
+    >>> probe.name, tuple(features.shape), tuple(output.shape)
+    ('2', (5, 8), (5, 3))
+
+    With ``output_leaf=True``, gradients stop at the layer's output:
+
+    >>> with LayerProbe(net, output_leaf=True) as probe:
+    ...     logits = net(torch.randn(5, 4))
+    ...     _, output = probe.take()
+    ...     (grad,) = torch.autograd.grad(logits.logsumexp(dim=1).sum(), output)
+    >>> tuple(grad.shape), net[2].weight.grad is None
+    ((5, 3), True)
     """
 
     def __init__(self, module: nn.Module, layer: str | None = None, output_leaf: bool = False):
@@ -71,7 +98,24 @@ class LayerProbe:
         return hook
 
     def take(self) -> tuple[torch.Tensor, Any]:
-        """Input and output of the watched layer in the last forward pass."""
+        """Input and output of the watched layer in the last forward pass.
+
+        The first call with ``layer=None`` settles on the last ``nn.Linear``
+        that pass ran and stops watching the others.
+
+        Returns
+        -------
+        inputs : torch.Tensor
+            The layer's (first) input, detached.
+        output : object
+            The layer's output (a leaf that requires grad with
+            ``output_leaf=True``).
+
+        Raises
+        ------
+        RuntimeError
+            If the last forward pass ran no watched layer.
+        """
         if self.name is None:  # first pass: settle on the last layer it ran
             if not self._executed:
                 raise RuntimeError("the forward pass ran no nn.Linear layer.")
@@ -87,6 +131,7 @@ class LayerProbe:
         return records[-1]
 
     def close(self) -> None:
+        """Remove the hooks (done on leaving the ``with`` block); the network is as before."""
         for handle in self._handles.values():
             handle.remove()
         self._handles.clear()

@@ -89,6 +89,10 @@ class BoundModel:
 
     def __post_init__(self) -> None:
         self._wrapper = _AdapterForward(self.adapter, self.estimator, self.module)
+        # Encoded inputs kept for reuse; lives as long as this query's BoundModel,
+        # so the ids of the caller's data in its keys stay valid.
+        self._cache: dict[tuple[int, bytes], Any] = {}
+        self._cache_bytes = 0
 
     def forward(self, params: dict[str, torch.Tensor] | None, inputs: Any) -> Any:
         """Outputs of the module on ``inputs`` with ``params`` swapped in."""
@@ -97,17 +101,39 @@ class BoundModel:
         prefixed = {f"net.{name}": value for name, value in params.items()}
         return functional_call(self._wrapper, prefixed, (inputs,))
 
-    def inputs(self, X: Any, indices: np.ndarray) -> Any:
-        return self.adapter.get_inputs(self.estimator, X, indices, self.device)
+    def inputs(self, X: Any, indices: np.ndarray, reuse: bool = False) -> Any:
+        """Model input for ``X[indices]``, encoded (see :meth:`ModelAdapter.encode`).
+
+        With ``reuse``, the encoded batch is kept (within the adapter's
+        ``input_cache_bytes``) for the next request of the same batch: the
+        solvers' full passes over the labelled set repeat the same batches.
+        """
+        key = (id(X), np.asarray(indices).tobytes())
+        if reuse and key in self._cache:
+            return self._cache[key]
+        raw = self.adapter.get_inputs(self.estimator, X, indices, self.device)
+        with torch.no_grad():
+            encoded = self.adapter.encode(self.estimator, self.module, raw)
+        if reuse and self.adapter.input_cache_bytes > 0:
+            size = self.adapter.encoded_nbytes(encoded)
+            if self._cache_bytes + size <= self.adapter.input_cache_bytes:
+                self._cache[key] = encoded
+                self._cache_bytes += size
+        return encoded
 
     def targets(self, y: Any, indices: np.ndarray) -> Any:
         return self.adapter.get_targets(self.estimator, y, indices, self.device)
 
     def mean_loss(
-        self, params: dict[str, torch.Tensor], X: Any, y: Any, indices: np.ndarray
+        self,
+        params: dict[str, torch.Tensor],
+        X: Any,
+        y: Any,
+        indices: np.ndarray,
+        reuse: bool = False,
     ) -> torch.Tensor:
-        """Mean training loss over ``X[indices]``."""
-        outputs = self.forward(params, self.inputs(X, indices))
+        """Mean training loss over ``X[indices]`` (``reuse``: see :meth:`inputs`)."""
+        outputs = self.forward(params, self.inputs(X, indices, reuse))
         return self.adapter.per_sample_loss(
             self.estimator, outputs, self.targets(y, indices)
         ).mean()

@@ -17,7 +17,11 @@ from torch import nn
 __all__ = ["ParameterSpace", "ParameterSpec", "select_parameters"]
 
 ParameterSpec = str | Sequence[str] | Callable[[str, torch.Tensor], bool]
-"""``"all"``, ``"weights"``, module/parameter name(s), or ``f(name, param) -> bool``."""
+"""What :func:`select_parameters` accepts (the strategy's ``parameters``).
+
+``"all"``, ``"weights"``, a module or parameter name, a sequence of them, or
+a callable ``f(name, param) -> bool``.
+"""
 
 
 def _matches(name: str, prefixes: Iterable[str]) -> bool:
@@ -94,10 +98,32 @@ def select_parameters(module: nn.Module, spec: ParameterSpec = "all") -> dict[st
 class ParameterSpace:
     """The flat vector space of the selected parameters.
 
+    Solvers work on one flat vector (``s_test``, the reference gradient), the
+    network on named tensors: :meth:`flatten` and :meth:`split` convert
+    between the two, in ``parameters`` order. :meth:`leaves` and
+    :meth:`constants` hand out detached tensors sharing the parameters'
+    storage, so that differentiating never touches the user's parameters,
+    their ``.grad`` or their ``requires_grad`` flags.
+
     Parameters
     ----------
     parameters : dict of str to torch.Tensor
         Named parameters (as returned by :func:`select_parameters`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skisal.engine import ParameterSpace, select_parameters
+    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> space = ParameterSpace(select_parameters(net, ["2"]))  # the last layer
+    >>> space.names, space.dim
+    (['2.weight', '2.bias'], 8)
+    >>> flat = space.flatten([torch.ones(2, 3), None])  # None reads as zeros
+    >>> flat
+    tensor([1., 1., 1., 1., 1., 1., 0., 0.])
+    >>> {name: tuple(t.shape) for name, t in space.split(flat).items()}
+    {'2.weight': (2, 3), '2.bias': (2,)}
     """
 
     parameters: dict[str, torch.Tensor]
@@ -114,22 +140,49 @@ class ParameterSpace:
 
     @property
     def device(self) -> torch.device:
+        """Device of the (first) parameter."""
         return next(iter(self.parameters.values())).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the (first) parameter."""
         return next(iter(self.parameters.values())).dtype
 
     def leaves(self) -> dict[str, torch.Tensor]:
-        """Detached copies-by-reference that require grad: safe to differentiate."""
+        """Detached copies-by-reference that require grad: safe to differentiate.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Tensors sharing the parameters' storage, new autograd leaves.
+        """
         return {n: p.detach().requires_grad_(True) for n, p in self.parameters.items()}
 
     def constants(self) -> dict[str, torch.Tensor]:
-        """Detached views that do not require grad."""
+        """Detached views that do not require grad.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Tensors sharing the parameters' storage, outside autograd.
+        """
         return {n: p.detach() for n, p in self.parameters.items()}
 
     def flatten(self, tensors: Iterable[torch.Tensor | None]) -> torch.Tensor:
-        """Concatenate per-parameter tensors (``None`` read as zeros) into one vector."""
+        """Concatenate per-parameter tensors (``None`` read as zeros) into one vector.
+
+        Parameters
+        ----------
+        tensors : iterable of torch.Tensor or None
+            One tensor per parameter, in :attr:`names` order, each with as
+            many entries as its parameter (e.g. the output of
+            :func:`torch.autograd.grad` with ``allow_unused=True``).
+
+        Returns
+        -------
+        torch.Tensor of shape (dim,)
+            The flat vector.
+        """
         parts = [
             torch.zeros_like(p).reshape(-1) if t is None else t.reshape(-1)
             for t, p in zip(tensors, self.parameters.values(), strict=True)
@@ -137,7 +190,23 @@ class ParameterSpace:
         return torch.cat(parts)
 
     def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inverse of :meth:`flatten`: named views shaped like the parameters."""
+        """Inverse of :meth:`flatten`: named views shaped like the parameters.
+
+        Parameters
+        ----------
+        flat : torch.Tensor of shape (dim,)
+            A flat vector, e.g. ``s_test``.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Views into ``flat``, one per parameter, shaped like it.
+
+        Raises
+        ------
+        ValueError
+            If ``flat`` does not have :attr:`dim` entries.
+        """
         if flat.numel() != self.dim:
             raise ValueError(f"expected a vector of {self.dim} entries, got {flat.numel()}")
         sizes = [p.numel() for p in self.parameters.values()]

@@ -63,20 +63,26 @@ def _output_gradient_dot(model: BoundModel, primal: Any, tangent: Any, n: int) -
     return total
 
 
+def _summary(model: BoundModel, outputs: Any) -> dict[str, torch.Tensor]:
+    """The adapter's per-sample pseudo-label facts, from detached outputs."""
+    detached = tree_map(lambda t: t.detach(), outputs)
+    return model.adapter.pseudo_label_summary(model.estimator, detached)
+
+
 def _forward_mode_batch(
     model: BoundModel, duals: dict[str, torch.Tensor], X: Any, idx: np.ndarray
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     outputs = model.forward(duals, model.inputs(X, idx))
     primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
     tangent = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
-    return -_output_gradient_dot(model, primal, tangent, len(idx))
+    return -_output_gradient_dot(model, primal, tangent, len(idx)), _summary(model, primal)
 
 
 def _reverse_mode_batch(
     model: BoundModel, s_test: torch.Tensor, X: Any, idx: np.ndarray
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     space = model.space
-    scores = []
+    scores, summaries = [], []
     with torch.enable_grad():
         for i in idx:
             leaves = space.leaves()
@@ -84,7 +90,15 @@ def _reverse_mode_batch(
             loss = model.adapter.pseudo_label_loss(model.estimator, outputs).sum()
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
             scores.append(-torch.dot(space.flatten(grads).to(s_test.dtype), s_test))
-    return torch.stack(scores)
+            summaries.append(_summary(model, outputs))
+    return torch.stack(scores), _concat(summaries)
+
+
+def _concat(summaries: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batch summaries joined key by key."""
+    if not summaries or not summaries[0]:
+        return {}
+    return {k: torch.cat([s[k].reshape(-1) for s in summaries]) for k in summaries[0]}
 
 
 def score_pool(
@@ -95,7 +109,7 @@ def score_pool(
     method: str = "auto",
     progress: bool = False,
     autocast: torch.dtype | None = None,
-) -> tuple[torch.Tensor, str, str | None]:
+) -> tuple[torch.Tensor, str, str | None, dict[str, torch.Tensor]]:
     """Influence of every sample of ``X``, streamed in batches.
 
     Parameters
@@ -129,6 +143,10 @@ def score_pool(
         "forward" or "reverse", the method used.
     fallback_reason : str or None
         Why forward mode or autocast was abandoned, when it was.
+    summary : dict of str to torch.Tensor
+        The adapter's per-sample pseudo-label facts
+        (:meth:`~skisal.adapters.ModelAdapter.pseudo_label_summary`), each of
+        shape ``(n,)``; empty for adapters that report none.
 
     Raises
     ------
@@ -139,10 +157,13 @@ def score_pool(
         try:
             return _score_pool(model, s_test, X, batch_size, "forward", progress, autocast)
         except (RuntimeError, NonFiniteScoreError) as exc:  # unsupported op, or overflow
-            scores, used, reason = _score_pool(model, s_test, X, batch_size, method, progress)
+            scores, used, reason, summary = _score_pool(
+                model, s_test, X, batch_size, method, progress
+            )
             note = f"autocast to {autocast} failed in forward mode, scored in full precision"
             first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            return scores, used, f"{note} ({first_line})" + (f"; {reason}" if reason else "")
+            reason = f"{note} ({first_line})" + (f"; {reason}" if reason else "")
+            return scores, used, reason, summary
     return _score_pool(model, s_test, X, batch_size, method, progress)
 
 
@@ -154,13 +175,14 @@ def _score_pool(
     method: str = "auto",
     progress: bool = False,
     autocast: torch.dtype | None = None,
-) -> tuple[torch.Tensor, str, str | None]:
+) -> tuple[torch.Tensor, str, str | None, dict[str, torch.Tensor]]:
     """:func:`score_pool` at one precision."""
     n = model.adapter.n_samples(X)
     dtype = _contraction_dtype(model.device)
     scores = torch.empty(n, dtype=dtype, device=model.device)
     s_flat = s_test.to(model.space.dtype)
     reason = None
+    summaries: list[dict[str, torch.Tensor]] = []
     bar = tqdm(total=n, desc="scoring pool", disable=not progress, leave=False)
     with torch.no_grad():
         if method in ("auto", "forward"):
@@ -176,18 +198,22 @@ def _score_pool(
                     }
                     for idx in batches(n, batch_size):
                         with _autocast(model.device, autocast):
-                            batch_scores = _forward_mode_batch(model, duals, X, idx)
+                            batch_scores, summary = _forward_mode_batch(model, duals, X, idx)
                         scores[idx[0] : idx[-1] + 1] = batch_scores
+                        summaries.append(summary)
                         bar.update(len(idx))
             except (NotImplementedError, RuntimeError) as exc:
                 if method == "forward" or "forward" not in str(exc).lower():
                     bar.close()
                     raise
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                summaries = []
                 bar.reset()
         if method == "reverse" or reason is not None:
             for idx in batches(n, batch_size):
-                scores[idx[0] : idx[-1] + 1] = _reverse_mode_batch(model, s_flat, X, idx).to(dtype)
+                batch_scores, summary = _reverse_mode_batch(model, s_flat, X, idx)
+                scores[idx[0] : idx[-1] + 1] = batch_scores.to(dtype)
+                summaries.append(summary)
                 bar.update(len(idx))
     bar.close()
     finite = torch.isfinite(scores)
@@ -198,4 +224,4 @@ def _score_pool(
             "the model's outputs or loss overflow there."
         )
     used = "reverse" if (method == "reverse" or reason is not None) else "forward"
-    return scores, used, reason
+    return scores, used, reason, _concat(summaries)

@@ -66,6 +66,17 @@ class SolverReport:
         Single-sample Hessian-vector products spent.
     notes : list of str
         Anything worth knowing (retries, fallbacks).
+
+    Examples
+    --------
+    After a query, ``strategy.diagnostics_.solver`` is one of these; a solver
+    returns one with ``s_test``:
+
+    >>> from skisal import SolverReport
+    >>> report = SolverReport(method="cg", damping=0.01, iterations=[12],
+    ...                       relative_residual=3e-6)
+    >>> report.converged, report.notes
+    (True, [])
     """
 
     method: str
@@ -82,7 +93,43 @@ class SolverReport:
 
 
 class InverseHVPSolver(ABC):
-    """Base class: solve ``(H + damping I) x = v`` given products with the damped Hessian."""
+    """Base class: solve ``(H + damping I) x = v`` given products with the damped Hessian.
+
+    A solver receives a :class:`~skisal.engine.DampedHessian` (products with
+    ``H + damping I`` over the labelled set, or minibatches of it) and the
+    reference gradient ``v``, and returns ``s_test`` with a
+    :class:`~skisal.SolverReport`. :class:`~skisal.engine.InfluenceEngine`
+    accepts any subclass; :class:`~skisal.InfluenceQueryStrategy` picks one
+    by its ``inverse_hvp`` name.
+
+    Attributes
+    ----------
+    name : str
+        Short name, recorded in the report.
+    needs_hessian : bool
+        False for solvers that never touch the Hessian: they receive
+        ``hessian=None`` and need no labelled data.
+
+    Examples
+    --------
+    A solver that ignores the curvature, ``s_test = v / damping`` (what every
+    damped solve tends to as ``damping`` grows):
+
+    >>> import numpy as np, torch
+    >>> from skisal.engine import InverseHVPSolver, SolverReport
+    >>> class ScaledGradient(InverseHVPSolver):
+    ...     name = "scaled_gradient"
+    ...     needs_hessian = False
+    ...     def __init__(self, damping=1.0):
+    ...         self.damping = damping
+    ...     def solve(self, hessian, v, rng, progress=False):
+    ...         report = SolverReport(method=self.name, damping=self.damping)
+    ...         return v / self.damping, report
+    >>> s_test, report = ScaledGradient(2.0).solve(None, torch.ones(3),
+    ...                                            np.random.RandomState(0))
+    >>> s_test, report.method
+    (tensor([0.5000, 0.5000, 0.5000]), 'scaled_gradient')
+    """
 
     name: str = "base"
     #: False for solvers that never touch the Hessian (no labelled data needed).
@@ -96,7 +143,33 @@ class InverseHVPSolver(ABC):
         rng: np.random.RandomState,
         progress: bool = False,
     ) -> tuple[torch.Tensor, SolverReport]:
-        """Return ``s_test`` and a report."""
+        """Return ``s_test = (H + damping I)^-1 v`` and a report.
+
+        Parameters
+        ----------
+        hessian : DampedHessian or None
+            Products with the damped Hessian; None for a solver whose
+            ``needs_hessian`` is False.
+        v : torch.Tensor
+            The flat reference gradient ``grad l(R)``.
+        rng : numpy.random.RandomState
+            Randomness of stochastic solvers (minibatches, start vectors).
+        progress : bool, default=False
+            Show a tqdm bar.
+
+        Returns
+        -------
+        s_test : torch.Tensor
+            Same shape, dtype and device as ``v``.
+        report : SolverReport
+            What the solver did.
+
+        Raises
+        ------
+        skisal.SolverDivergenceError
+            If the solve diverges or the damped Hessian is not positive
+            definite (solvers that can tell).
+        """
 
     @staticmethod
     def _residual(hessian: DampedHessian, x: torch.Tensor, v: torch.Tensor) -> float:
@@ -131,6 +204,29 @@ def top_eigenvalue(
     -------
     float
         The estimate (a lower bound of the magnitude before convergence).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+    ...     top_eigenvalue, select_parameters)
+    >>> _ = torch.manual_seed(0)
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X, y)
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...     torch.device("cpu"))
+    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+    >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+    >>> estimate = top_eigenvalue(hessian, np.arange(len(X)), np.random.RandomState(0))
+    >>> exact = float(torch.linalg.eigvalsh(hessian.dense())[-1])
+    >>> abs(estimate - exact) <= 0.02 * exact
+    True
     """
     start = rng.standard_normal(hessian.dim)
     x = torch.as_tensor(start, dtype=hessian.model.space.dtype).to(hessian.model.space.device)
@@ -151,22 +247,63 @@ def top_eigenvalue(
 
 
 class IdentitySolver(InverseHVPSolver):
-    """``s_test = v``: the paper's "gradient similarity" ablation (``H^-1`` replaced by ``I``)."""
+    """``s_test = v``: the paper's "gradient similarity" ablation (``H^-1`` replaced by ``I``).
+
+    Needs no Hessian, so no labelled data; ignores ``damping``. Selected by
+    ``InfluenceQueryStrategy(inverse_hvp="identity")`` or
+    :func:`skisal.gradient_similarity`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skisal.engine import IdentitySolver
+    >>> s_test, report = IdentitySolver().solve(None, torch.tensor([1.0, -2.0]),
+    ...                                         np.random.RandomState(0))
+    >>> s_test, report.method
+    (tensor([ 1., -2.]), 'identity')
+    """
 
     name = "identity"
     needs_hessian = False
 
     def solve(self, hessian, v, rng, progress=False):
+        """Return a copy of ``v`` and a report (see :meth:`InverseHVPSolver.solve`)."""
         return v.clone(), SolverReport(method=self.name, damping=0.0, converged=True)
 
 
 class ExactSolver(InverseHVPSolver):
     """Dense solve in float64: exact up to round-off, for small parameter counts.
 
+    Builds the dense ``H + damping I`` with one product per parameter, checks
+    its eigenvalues and solves directly. The report has the smallest and
+    largest eigenvalue.
+
     Parameters
     ----------
     max_parameters : int, default=5000
         Refuse larger problems (the dense Hessian needs ``8 * dim**2`` bytes).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+    ...     ExactSolver, select_parameters)
+    >>> _ = torch.manual_seed(0)
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X, y)
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...     torch.device("cpu"))
+    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+    >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+    >>> s_test, report = ExactSolver().solve(hessian, v, np.random.RandomState(0))
+    >>> report.min_eigenvalue > 0, report.relative_residual < 1e-6
+    (True, True)
     """
 
     name = "exact"
@@ -175,6 +312,15 @@ class ExactSolver(InverseHVPSolver):
         self.max_parameters = max_parameters
 
     def solve(self, hessian, v, rng, progress=False):
+        """Solve densely (see :meth:`InverseHVPSolver.solve`).
+
+        Raises
+        ------
+        ValueError
+            If the parameter count exceeds ``max_parameters``.
+        skisal.SolverDivergenceError
+            If the damped Hessian is not positive definite.
+        """
         if hessian.dim > self.max_parameters:
             raise ValueError(
                 f"inverse_hvp='exact' needs a dense {hessian.dim}x{hessian.dim} Hessian; it is "
@@ -209,12 +355,38 @@ class ConjugateGradientSolver(InverseHVPSolver):
     Vectors are kept in float64; Hessian-vector products run in the model's
     dtype, which sets the attainable residual (about 1e-5 in float32).
 
+    When the budget runs out before ``tol`` is met, the result is returned
+    with ``report.converged`` False and a note. Negative curvature (an
+    indefinite damped Hessian) raises instead.
+
     Parameters
     ----------
     tol : float, default=1e-5
         Stop when ``||r|| <= tol * ||v||``.
     max_iter : int, default=100
         Maximum number of iterations (each one full pass over the labelled set).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+    ...     ConjugateGradientSolver, select_parameters)
+    >>> _ = torch.manual_seed(0)
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X, y)
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...     torch.device("cpu"))
+    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+    >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+    >>> s_test, report = ConjugateGradientSolver().solve(hessian, v, np.random.RandomState(0))
+    >>> report.method, report.converged, report.relative_residual < 1e-4
+    ('cg', True, True)
     """
 
     name = "cg"
@@ -224,6 +396,14 @@ class ConjugateGradientSolver(InverseHVPSolver):
         self.max_iter = max_iter
 
     def solve(self, hessian, v, rng, progress=False):
+        """Solve by conjugate gradient (see :meth:`InverseHVPSolver.solve`).
+
+        Raises
+        ------
+        skisal.SolverDivergenceError
+            If a Hessian-vector product is not finite, or the damped Hessian
+            has non-positive curvature along a search direction.
+        """
         report = SolverReport(method=self.name, damping=hessian.damping)
         b = v.to(torch.float64)
         b_norm = b.norm().clamp_min(1e-300)
@@ -306,6 +486,35 @@ class LissaSolver(InverseHVPSolver):
         Early stop when ``||h_j - h_{j-1}|| <= tol * ||h_j||``.
     power_iterations : int, default=20
         Budget of the top-eigenvalue estimate (``scale="auto"``).
+
+    Examples
+    --------
+    With minibatches as large as the labelled set (``batch_size=40`` below),
+    every step uses the full Hessian and LiSSA converges to CG's answer; with
+    smaller ones it stops at a noise floor that more ``repeats`` lower.
+
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+    ...     ConjugateGradientSolver, LissaSolver, select_parameters)
+    >>> _ = torch.manual_seed(0)
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X, y)
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...     torch.device("cpu"))
+    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+    >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+    >>> s_lissa, report = LissaSolver(depth=200).solve(hessian, v, np.random.RandomState(0))
+    >>> report.converged, report.scale > report.top_eigenvalue
+    (True, True)
+    >>> s_cg, _ = ConjugateGradientSolver().solve(hessian, v, np.random.RandomState(0))
+    >>> bool((s_lissa - s_cg).norm() <= 1e-3 * s_cg.norm())
+    True
     """
 
     name = "lissa"
@@ -328,6 +537,14 @@ class LissaSolver(InverseHVPSolver):
         self.power_iterations = power_iterations
 
     def solve(self, hessian, v, rng, progress=False):
+        """Run the recursion ``repeats`` times and average (see :meth:`InverseHVPSolver.solve`).
+
+        Raises
+        ------
+        skisal.SolverDivergenceError
+            If a run diverges at a fixed ``scale``, or still diverges after
+            the automatic scale was doubled three times.
+        """
         report = SolverReport(method=self.name, damping=hessian.damping)
         if self.scale == "auto":
             probe = hessian.sample(rng, size=max(8 * hessian.batch_size, 256))

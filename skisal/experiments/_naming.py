@@ -12,10 +12,32 @@ __all__ = ["resolve"]
 def resolve(name: str, builtins: Mapping[str, Any], kind: str, expects: str) -> Any:
     """``builtins[name]``, or the attribute that ``"package.module:function"`` names.
 
+    Parameters
+    ----------
+    name : str
+        A key of ``builtins``, or ``"package.module:attribute"``.
+    builtins : mapping
+        The built-in entries by name.
+    kind : str
+        What is looked up ("dataset", "strategy"), for error messages.
+    expects : str
+        What the attribute must be, for error messages.
+
+    Returns
+    -------
+    object
+        The built-in entry, or the imported attribute.
+
     Raises
     ------
     ValueError
         Naming the ``kind`` ("dataset", "strategy") when neither resolves.
+
+    Examples
+    --------
+    >>> from skisal.experiments._naming import resolve
+    >>> resolve("math:sqrt", {}, "function", "")(16.0)
+    4.0
     """
     if name in builtins:
         return builtins[name]

@@ -39,7 +39,26 @@ def _positive_int(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line (``--help`` lists every option)."""
+    """Parse the command line (``--help`` lists every option).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    argparse.Namespace
+        The options, with ``--quick``'s overrides and the defaults of
+        ``--seeds`` (5) and ``--out`` (``results/<dataset>``) applied.
+
+    Examples
+    --------
+    >>> from skisal.experiments.cli import parse_args
+    >>> args = parse_args(["--dataset", "wine", "--quick", "--strategies", "isal", "random"])
+    >>> args.seeds, args.steps, args.epochs, args.strategies, str(args.out)
+    (1, 2, 10, ['isal', 'random'], 'results/wine')
+    """
     parser = argparse.ArgumentParser(
         prog="skisal-experiment",
         description="Active-learning comparison of query strategies through modAL: "
@@ -98,7 +117,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the comparison, print the summary and write the report to ``--out``."""
+    """Run the comparison, print the summary and write the report to ``--out``.
+
+    The entry point of ``skisal-experiment`` and ``python -m skisal.experiments``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``); see :func:`parse_args`.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Raises
+    ------
+    ValueError
+        If the dataset or a strategy is unknown, the sizes do not fit the
+        dataset, or ``--out`` holds a run of another configuration.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skisal.experiments.cli import main
+    >>> main(["--dataset", "wine", "--strategies", "random", "--seeds", "1", "--steps", "1",
+    ...       "--epochs", "1", "--no-progress", "--out", tempfile.mkdtemp()])
+    ... # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+    scikit-learn wine (178 samples, 13 features, 3 classes), MLP behind a StandardScaler
+    labelled random
+    ...
+    wall time ... s; wrote ... summary.json, learning_curves.png
+    0
+    """
     args = parse_args(argv)
     # Small networks: extra intra-op threads cost more than they save, and one
     # thread makes the numbers independent of the machine's core count.

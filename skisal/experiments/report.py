@@ -37,6 +37,18 @@ def aulc(n_labeled: Sequence[float], scores: Sequence[float]) -> float:
     Trapezoidal rule over the labelled-set sizes, divided by
     ``n_labeled[-1] - n_labeled[0]``; equal to the mean score for a flat curve.
 
+    Parameters
+    ----------
+    n_labeled : sequence of float
+        Labelled-set sizes, increasing.
+    scores : sequence of float
+        The score at each size.
+
+    Returns
+    -------
+    float
+        The normalised area (the only score for a one-point curve).
+
     Examples
     --------
     >>> aulc([10, 20, 30], [0.5, 0.7, 0.9])
@@ -51,7 +63,20 @@ def aulc(n_labeled: Sequence[float], scores: Sequence[float]) -> float:
 def labels_to_reach(n_labeled: Sequence[float], scores: Sequence[float], target: float) -> float:
     """Labels at which the curve first reaches ``target`` (linear interpolation).
 
-    Returns ``nan`` when the curve never reaches it.
+    Parameters
+    ----------
+    n_labeled : sequence of float
+        Labelled-set sizes, increasing.
+    scores : sequence of float
+        The (mean) score at each size.
+    target : float
+        The score to reach, e.g. another strategy's final score.
+
+    Returns
+    -------
+    float
+        Labels at the first crossing, interpolated between steps; ``nan`` when
+        the curve never reaches ``target``.
 
     Examples
     --------
@@ -78,14 +103,42 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
     best other strategy (highest final mean score). Only seeds every strategy
     finished are used, so that the comparison stays paired.
 
+    Parameters
+    ----------
+    records : sequence of StepRecord
+        Steps of any number of strategies and seeds (as
+        :func:`~skisal.experiments.run_experiment` returns them).
+
     Returns
     -------
     dict
         ``{strategy: {"n_labeled", "score_mean", "score_std", "aulc_mean",
         "aulc_std", "final_mean", "query_seconds_mean", "fit_seconds_mean",
-        "seeds", "labels_to_reach", "saved"}}``; ``labels_to_reach[B]`` is the
-        labels this strategy needs to reach B's final mean score, ``saved[B]``
-        the fraction of B's final labels that saves (``nan``: never reached).
+        "seeds", "labels_to_reach", "saved", "best_other"}}``;
+        ``labels_to_reach[B]`` is the labels this strategy needs to reach B's
+        final mean score, ``saved[B]`` the fraction of B's final labels that
+        saves (``nan``: never reached), ``best_other`` the other strategy
+        with the highest final mean score.
+
+    Raises
+    ------
+    ValueError
+        If no seed has finished runs of every strategy.
+
+    Examples
+    --------
+    >>> from skisal.experiments import StepRecord, summarise
+    >>> records = [  # two strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
+    ...                1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> summary = summarise(records)
+    >>> summary["isal"]["aulc_mean"], summary["random"]["final_mean"]
+    (0.65, 0.6)
+    >>> isal = summary["isal"]  # reaches random's final 60% with 13.3 labels instead of 20
+    >>> round(isal["labels_to_reach"]["random"], 2), round(isal["saved"]["random"], 3)
+    (13.33, 0.333)
     """
     by_run: dict[tuple[str, int], list[StepRecord]] = {}
     for r in records:
@@ -137,7 +190,36 @@ def _count(value: float) -> str:
 
 
 def format_summary(summary: dict[str, dict[str, Any]]) -> str:
-    """A text table: mean score per step, AULC, labels saved, query time."""
+    """A text table: mean score per step, AULC, labels saved, query time.
+
+    Parameters
+    ----------
+    summary : dict
+        As :func:`summarise` returns it.
+
+    Returns
+    -------
+    str
+        One column per strategy (what ``skisal-experiment`` prints).
+
+    Examples
+    --------
+    >>> from skisal.experiments import StepRecord, summarise
+    >>> records = [  # two strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
+    ...                1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> print(format_summary(summarise(records)))  # doctest: +NORMALIZE_WHITESPACE
+                  labelled            isal          random
+                        10      50.0 ± 0.0      50.0 ± 0.0
+                        20      80.0 ± 0.0      60.0 ± 0.0
+                  AULC (%)    65.00 ± 0.00    55.00 ± 0.00
+           labels to 60.0%              13              20
+           saved vs random             33%              0%
+       saved vs best other    33% (random)    never (isal)
+                 query (s)           0.100           0.100
+    """
     names = list(summary)
     width = max(16, *(len(n) + 2 for n in names))
     if len(names) > 1:  # room for "saved vs best other" cells: "12% (name)"
@@ -187,7 +269,34 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
 
 def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table: AULC, final score, labels to random's final score, query time."""
+    """A Markdown table: AULC, final score, labels to random's final score, query time.
+
+    Parameters
+    ----------
+    summary : dict
+        As :func:`summarise` returns it.
+
+    Returns
+    -------
+    str
+        The table (``summary.md``), one row per strategy.
+
+    Examples
+    --------
+    >>> from skisal.experiments import StepRecord, summarise
+    >>> records = [  # two strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
+    ...                1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> table = format_markdown(summarise(records)).splitlines()
+    >>> print(table[0].replace(" (random's final)", ""))
+    | strategy | AULC (%) | final (%) | labels to 60.0% | saved vs random | query (s) |
+    >>> for row in table[2:]:
+    ...     print(row)
+    | `isal` | 65.00 ± 0.00 | 80.0 ± 0.0 | 13 | 33% | 0.100 |
+    | `random` | 55.00 ± 0.00 | 60.0 ± 0.0 | 20 | 0% | 0.100 |
+    """
     has_random = "random" in summary
     header = ["strategy", "AULC (%)", "final (%)"]
     if has_random:
@@ -212,7 +321,37 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
 def plot_learning_curves(
     summary: dict[str, dict[str, Any]], path: str | Path, title: str = "", ylabel: str = "score"
 ) -> None:
-    """Mean score ± std over seeds against labelled samples, one line per strategy."""
+    """Mean score ± std over seeds against labelled samples, one line per strategy.
+
+    Drawn off-screen (no display needed); needs matplotlib.
+
+    Parameters
+    ----------
+    summary : dict
+        As :func:`summarise` returns it.
+    path : str or Path
+        The image file to write (its suffix sets the format).
+    title : str, default=""
+        Plot title.
+    ylabel : str, default="score"
+        Label of the vertical axis (the scores are shown in %).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skisal.experiments import plot_learning_curves
+    >>> from skisal.experiments import StepRecord, summarise
+    >>> records = [  # two strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
+    ...                1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> path = Path(tempfile.mkdtemp()) / "curves.png"
+    >>> plot_learning_curves(summarise(records), path, title="toy")
+    >>> path.exists()
+    True
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -251,7 +390,43 @@ def write_report(
 ) -> dict[str, dict[str, Any]]:
     """Write ``results.csv``, ``summary.json``, ``summary.md`` and ``learning_curves.png``.
 
-    Returns the summary (see :func:`summarise`).
+    Parameters
+    ----------
+    records : sequence of StepRecord
+        Every step to report.
+    out_dir : str or Path
+        An existing folder.
+    title : str, default=""
+        Title of the plot.
+    ylabel : str, default="score"
+        Label of the plot's vertical axis.
+
+    Returns
+    -------
+    dict
+        The summary (see :func:`summarise`); in ``summary.json``, ``nan``
+        ("never reached") is written as null.
+
+    Raises
+    ------
+    ValueError
+        If no seed has finished runs of every strategy.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skisal.experiments import write_report
+    >>> from skisal.experiments import StepRecord, summarise
+    >>> records = [  # two strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
+    ...                1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> out = Path(tempfile.mkdtemp())
+    >>> summary = write_report(records, out)
+    >>> sorted(p.name for p in out.iterdir())
+    ['learning_curves.png', 'results.csv', 'summary.json', 'summary.md']
     """
     out_dir = Path(out_dir)
     fields = [f.name for f in dataclasses.fields(StepRecord)]

@@ -61,6 +61,18 @@ class ExperimentConfig:
         Test set and reference set sizes, drawn first.
     epochs : int
         Training epochs per fit.
+
+    Examples
+    --------
+    Usually built from a dataset's defaults with :meth:`for_dataset`; it is
+    saved as ``config.json`` beside the records, and a later run into the same
+    folder must match it.
+
+    >>> from skisal.experiments import ExperimentConfig
+    >>> config = ExperimentConfig("wine", ("isal", "random"), (0, 1), initial_size=10,
+    ...                           query_size=5, steps=3, test_size=58, reference_size=30,
+    ...                           epochs=50)
+    >>> config.validate(n_samples=178)  # 10 + 3 x 5 labels fit in 178 - 58 - 30
     """
 
     dataset: str
@@ -83,6 +95,30 @@ class ExperimentConfig:
     ) -> ExperimentConfig:
         """A configuration with the dataset's default sizes, except those given.
 
+        Parameters
+        ----------
+        dataset : str
+            A built-in dataset name or ``"package.module:function"``; it is
+            loaded to read its default sizes.
+        strategies : sequence of str
+            Strategy names.
+        seeds : sequence of int
+            The seeds.
+        **sizes : int or None
+            Any of ``initial_size``, ``query_size``, ``steps``, ``test_size``,
+            ``reference_size``, ``epochs``; None keeps the dataset's default.
+
+        Returns
+        -------
+        ExperimentConfig
+
+        Raises
+        ------
+        TypeError
+            If a keyword is not one of the sizes.
+        ValueError
+            If the dataset cannot be loaded.
+
         Examples
         --------
         >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=2)
@@ -98,7 +134,31 @@ class ExperimentConfig:
         return cls(dataset, tuple(strategies), tuple(int(s) for s in seeds), **values)
 
     def validate(self, n_samples: int) -> None:
-        """Raise ``ValueError`` naming the field when the configuration cannot work."""
+        """Raise ``ValueError`` naming the field when the configuration cannot work.
+
+        :func:`run_experiment` calls it before any work.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples of the dataset.
+
+        Raises
+        ------
+        ValueError
+            If a size is not a positive integer, the strategies are empty or
+            unknown, the seeds are empty or repeated, or the labelled sets do
+            not fit in the samples left after the test and reference sets.
+
+        Examples
+        --------
+        >>> from skisal.experiments import ExperimentConfig
+        >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=30)
+        >>> config.validate(178)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: initial_size + steps x query_size = 160 labels, but the dataset has only 90 ...
+        """
         for name in (
             "initial_size",
             "query_size",
@@ -127,11 +187,34 @@ class ExperimentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class StepRecord:
-    """The model after ``step`` queries of one run.
+    """The model after ``step`` queries of one run: one line of ``records.jsonl``.
 
-    ``score`` is the estimator's test score (accuracy for classifiers);
-    ``selected`` are the dataset indices this step's query chose (empty at
-    step 0); ``query_seconds`` is None at step 0.
+    Parameters
+    ----------
+    strategy : str
+        Strategy name.
+    seed : int
+        The run's seed.
+    step : int
+        Queries done (0: the initial labelled set).
+    n_labeled : int
+        Size of the labelled set.
+    score : float
+        The estimator's test score (accuracy for classifiers).
+    query_seconds : float or None
+        Seconds the query took; None at step 0.
+    fit_seconds : float
+        Seconds the (re)training took.
+    selected : tuple of int
+        The dataset indices this step's query chose (empty at step 0).
+
+    Examples
+    --------
+    >>> from skisal.experiments import StepRecord
+    >>> record = StepRecord("isal", seed=0, step=1, n_labeled=60, score=0.91,
+    ...                     query_seconds=0.4, fit_seconds=2.0, selected=(5, 17))
+    >>> record.selected
+    (5, 17)
     """
 
     strategy: str
@@ -146,7 +229,10 @@ class StepRecord:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Dataset indices of one seed's test, reference, initial and pool sets."""
+    """Dataset indices of one seed's test, reference, initial and pool sets.
+
+    Returned by :func:`split_indices`.
+    """
 
     test: np.ndarray
     reference: np.ndarray
@@ -156,6 +242,21 @@ class Split:
 
 def split_indices(n_samples: int, config: ExperimentConfig, seed: int) -> Split:
     """Shuffle ``range(n_samples)`` with ``seed`` and cut the four sets.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples of the dataset.
+    config : ExperimentConfig
+        Gives ``test_size``, ``reference_size`` and ``initial_size``; the pool
+        is the rest.
+    seed : int
+        Seeds the shuffle (the same for every strategy).
+
+    Returns
+    -------
+    Split
+        ``test``, ``reference``, ``initial`` and ``pool`` index arrays.
 
     Examples
     --------
@@ -181,7 +282,28 @@ def _reseed(strategy: Any, seed: int) -> None:
 
 
 def load_records(out_dir: str | Path) -> list[StepRecord]:
-    """Records of ``out_dir/records.jsonl``; a line cut short by a crash is ignored."""
+    """Records of ``out_dir/records.jsonl``; a line cut short by a crash is ignored.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The folder a run wrote to.
+
+    Returns
+    -------
+    list of StepRecord
+        In file order; empty if there is no ``records.jsonl``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skisal.experiments import load_records
+    >>> load_records(tempfile.mkdtemp())
+    []
+
+    The measured records of the documentation, from a clone of the repository:
+    ``summarise(load_records("docs/results/digits"))``.
+    """
     path = Path(out_dir) / RECORDS_FILE
     if not path.exists():
         return []
@@ -276,6 +398,20 @@ def run_experiment(
     ValueError
         If the sizes do not fit the dataset, a strategy is unknown, or
         ``out_dir`` holds a run of another configuration.
+
+    Examples
+    --------
+    One seed of random sampling on wine, one query, one training epoch:
+
+    >>> import tempfile
+    >>> from skisal.experiments import ExperimentConfig, run_experiment
+    >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=1, epochs=1)
+    >>> out = tempfile.mkdtemp()
+    >>> records = run_experiment(config, out)
+    >>> [(r.step, r.n_labeled, len(r.selected)) for r in records]
+    [(0, 10, 0), (1, 15, 5)]
+    >>> len(run_experiment(config, out))  # finished: nothing is run again
+    2
     """
     dataset = load_dataset(config.dataset) if dataset is None else dataset
     n_samples = len(dataset.y)

@@ -27,6 +27,27 @@ class StrategyContext:
     ``random_state`` is the run's seed; the runner reseeds any strategy with a
     ``random_state`` parameter before each query, so that a resumed run makes
     the same choices as an uninterrupted one.
+
+    Parameters
+    ----------
+    X_reference, y_reference : array-like
+        The seed's reference set (ISAL's ``R``), drawn from the dataset.
+    random_state : int
+        The run's seed.
+
+    Examples
+    --------
+    A custom strategy for ``skisal-experiment --strategies mypkg.al:mine``:
+
+    >>> import numpy as np
+    >>> from skisal import InfluenceQueryStrategy
+    >>> from skisal.experiments import StrategyContext
+    >>> def mine(context):
+    ...     return InfluenceQueryStrategy(context.X_reference, context.y_reference,
+    ...                                   damping=0.1, random_state=context.random_state)
+    >>> context = StrategyContext(np.zeros((5, 2)), np.zeros(5, dtype=int), random_state=3)
+    >>> mine(context).damping
+    0.1
     """
 
     X_reference: Any
@@ -83,14 +104,58 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
 def strategy_factory(name: str) -> Callable[[StrategyContext], Any]:
     """The factory of strategy ``name`` (built in, or ``"package.module:function"``).
 
+    Parameters
+    ----------
+    name : str
+        One of :data:`STRATEGIES`, or ``"package.module:function"``.
+
+    Returns
+    -------
+    callable
+        ``factory(context) -> strategy``, taking a :class:`StrategyContext`.
+
     Raises
     ------
     ValueError
         If the name is neither built in nor an importable ``module:function``.
+
+    Examples
+    --------
+    >>> from skisal.experiments.strategies import strategy_factory
+    >>> strategy_factory("nonsense")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown strategy 'nonsense': use one of [...] or 'package.module:function' ...
     """
     return resolve(name, STRATEGIES, "strategy", "taking a StrategyContext")
 
 
 def make_strategy(name: str, context: StrategyContext) -> Any:
-    """Build the strategy ``name`` for one run (see :func:`strategy_factory`)."""
+    """Build the strategy ``name`` for one run (see :func:`strategy_factory`).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`STRATEGIES`, or ``"package.module:function"``.
+    context : StrategyContext
+        The run's reference set and seed.
+
+    Returns
+    -------
+    object
+        A modAL query strategy.
+
+    Raises
+    ------
+    ValueError
+        If the name is neither built in nor an importable ``module:function``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skisal.experiments import StrategyContext, make_strategy
+    >>> context = StrategyContext(np.zeros((5, 2)), np.zeros(5, dtype=int), random_state=0)
+    >>> make_strategy("isal_diverse", context).selection
+    'diverse'
+    """
     return strategy_factory(name)(context)

@@ -1,0 +1,537 @@
+"""``DetectionAdapter``: ISAL's loss and pseudo-labels for torchvision detectors.
+
+The engine needs per-image losses that are functions of the network's
+outputs. For a detector those outputs are the raw head outputs (per-anchor
+class logits and box regressions, before any post-processing): the adapter
+turns them into pseudo-boxes with the model's own post-processing, and into a
+loss with the model's own training-loss code, one image at a time.
+
+With only head layers tracked (the default), the backbone and feature
+pyramid run once per batch without gradients (:meth:`DetectionAdapter.encode`)
+and their features are cached over the labelled set while ``s_test`` is
+solved: every Hessian-vector product then costs a head pass only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import fastrcnn_loss
+from torchvision.models.detection.transform import resize_boxes
+
+from ..adapters.base import ModelAdapter
+from ._validation import check_images, check_targets
+
+__all__ = ["HEAD_LAYERS", "DetectionAdapter"]
+
+#: The final prediction layers tracked by default, per family (weights and biases).
+HEAD_LAYERS: dict[str, tuple[str, ...]] = {
+    "FCOS": (
+        "head.classification_head.cls_logits",
+        "head.regression_head.bbox_reg",
+        "head.regression_head.bbox_ctrness",
+    ),
+    "RetinaNet": ("head.classification_head.cls_logits", "head.regression_head.bbox_reg"),
+    "FasterRCNN": (
+        "rpn.head.cls_logits",
+        "rpn.head.bbox_pred",
+        "roi_heads.box_predictor.cls_score",
+        "roi_heads.box_predictor.bbox_pred",
+    ),
+}
+_ALL_HEAD_LAYERS = tuple(dict.fromkeys(n for names in HEAD_LAYERS.values() for n in names))
+#: Parameters that ``encode`` runs without gradients (refused when frozen).
+_TRUNK = ("backbone.",)
+_SAMPLER_SEED = 0  # Faster R-CNN's anchor/RoI samplers, seeded so the loss is a fixed function
+
+
+def _is_head_parameter(name: str, _param: Any = None) -> bool:
+    return any(name == layer or name.startswith(layer + ".") for layer in _ALL_HEAD_LAYERS)
+
+
+def _family(module: nn.Module) -> str:
+    if isinstance(module, FCOS):
+        return "FCOS"
+    if isinstance(module, RetinaNet):
+        return "RetinaNet"
+    if isinstance(module, FasterRCNN):
+        roi = module.roi_heads
+        if roi.has_mask() or roi.has_keypoint():
+            raise TypeError(
+                "Mask R-CNN and Keypoint R-CNN are not supported: their extra losses need "
+                "mask/keypoint targets. Use a Faster R-CNN."
+            )
+        return "FasterRCNN"
+    raise TypeError(
+        "DetectionAdapter supports torchvision FCOS, RetinaNet and Faster R-CNN models, "
+        f"got {type(module).__name__}."
+    )
+
+
+@dataclass(eq=False)
+class _Context:
+    """What a batch's loss and post-processing need besides the head outputs.
+
+    Per image, in batch order. Not a tensor, so the engine passes it through
+    untouched.
+    """
+
+    image_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+    anchors: list[torch.Tensor]
+    anchors_per_level: list[list[int]]
+    proposals: list[torch.Tensor] | None = None  # Faster R-CNN
+
+
+@dataclass(eq=False)
+class _Group:
+    """Images of a batch run through the backbone together (one each: see ``_trunk``)."""
+
+    positions: list[int]
+    image_list: ImageList
+    features: list[torch.Tensor]
+
+
+@dataclass(eq=False)
+class _Batch:
+    """A batch of images and, once encoded, its backbone features by group."""
+
+    images: list[torch.Tensor]
+    groups: list[_Group] | None = None
+    context: _Context | None = None
+
+
+@contextlib.contextmanager
+def _seeded(device: torch.device) -> Iterator[None]:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(_SAMPLER_SEED)
+        yield
+
+
+class DetectionAdapter(ModelAdapter):
+    """ISAL for torchvision FCOS, RetinaNet and Faster R-CNN detectors.
+
+    Resolved automatically for a :class:`~skisal.detection.TorchvisionDetector`
+    (in a modAL learner or bare) and for a bare torchvision detector module.
+
+    Pseudo-labels (the paper's UUIC for detection) are the model's own
+    detections -- its post-processing and non-maximum suppression -- with a
+    score of at least ``score_threshold``; ``G_z`` is the gradient of the
+    model's own training loss against them. Influence is taken over the final
+    prediction layers by default (:data:`HEAD_LAYERS`: FCOS's ``cls_logits``,
+    ``bbox_reg`` and ``bbox_ctrness``; RetinaNet's ``cls_logits`` and
+    ``bbox_reg``; Faster R-CNN's RPN ``cls_logits``/``bbox_pred`` and RoI
+    ``cls_score``/``bbox_pred``); the strategy's ``parameters=`` overrides it.
+
+    Per-image losses are torchvision's own, computed image by image. For
+    Faster R-CNN the RoI loss runs over the inference proposals (training also
+    appends the ground-truth boxes as proposals, which would make the head's
+    outputs depend on the targets), and the anchor and RoI samplers are seeded
+    so that the loss is a fixed function of the outputs.
+
+    Parameters
+    ----------
+    score_threshold : float, default=0.1
+        Minimum detection score of a pseudo-box (the reference code used 0.1
+        for FCOS). Lower: more, noisier pseudo-boxes.
+    empty_images : {"last", "score"}, default="last"
+        Images without any detection above the threshold. "last" (the
+        reference code): ranked after every image with one (among themselves
+        by their influence with an all-background pseudo-target), so they are
+        picked only when the pool runs short. "score": ranked by that
+        influence like any other image.
+    freeze_features : bool, default=True
+        Compute the backbone and feature pyramid once per batch without
+        gradients; tracked parameters must then lie outside ``backbone``.
+        False runs the whole network for every product (needed to track
+        backbone parameters).
+    feature_cache_mb : float, default=1024
+        Memory (on the model's device) for backbone features of the labelled
+        set, reused by every Hessian-vector product of the solver's full
+        passes. Beyond it, features are recomputed.
+
+    Attributes
+    ----------
+    pseudo boxes are counted per pool image in the strategy's
+    ``annotation_costs_`` after a query, and images without one are flagged in
+    its ``deferred_``.
+
+    Examples
+    --------
+    >>> from skisal import InfluenceQueryStrategy
+    >>> from skisal.detection import DetectionAdapter
+    >>> strategy = InfluenceQueryStrategy(adapter=DetectionAdapter(score_threshold=0.2))
+    """
+
+    default_parameters = staticmethod(_is_head_parameter)
+    #: Focal and GIoU losses are not convex in the outputs: Gauss-Newton is indefinite.
+    default_curvature = "fisher"
+
+    def __init__(
+        self,
+        score_threshold: float = 0.1,
+        empty_images: str = "last",
+        freeze_features: bool = True,
+        feature_cache_mb: float = 1024,
+    ) -> None:
+        self.score_threshold = score_threshold
+        self.empty_images = empty_images
+        self.freeze_features = freeze_features
+        self.feature_cache_mb = feature_cache_mb
+
+    @property
+    def input_cache_bytes(self) -> int:  # type: ignore[override]
+        return int(self.feature_cache_mb * 2**20) if self.freeze_features else 0
+
+    # -- estimator ---------------------------------------------------------------
+    def check_estimator(self, estimator: Any) -> None:
+        threshold = self.score_threshold
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not (0 <= threshold < 1)
+        ):
+            raise ValueError(f"score_threshold must be a real in [0, 1), got {threshold!r}.")
+        if self.empty_images not in ("last", "score"):
+            raise ValueError(f"empty_images must be 'last' or 'score', got {self.empty_images!r}.")
+        if not isinstance(self.freeze_features, bool):
+            raise ValueError(f"freeze_features must be a bool, got {self.freeze_features!r}.")
+        cache = self.feature_cache_mb
+        if isinstance(cache, bool) or not isinstance(cache, int | float) or not cache >= 0:
+            raise ValueError(f"feature_cache_mb must be a real >= 0, got {cache!r}.")
+        if not isinstance(estimator, nn.Module):
+            from sklearn.utils.validation import check_is_fitted
+
+            if not hasattr(estimator, "_skisal_adapter"):
+                raise TypeError(
+                    "DetectionAdapter scores a skisal TorchvisionDetector or a torchvision "
+                    f"detection module, got {type(estimator).__name__}."
+                )
+            check_is_fitted(estimator, "module_")
+        _family(self.get_module(estimator))
+
+    def get_module(self, estimator: Any) -> nn.Module:
+        return estimator if isinstance(estimator, nn.Module) else estimator.module_
+
+    def check_parameters(self, estimator: Any, names: list[str]) -> None:
+        if not self.freeze_features:
+            return
+        trunk = [n for n in names if n.startswith(_TRUNK)]
+        if trunk:
+            raise ValueError(
+                f"parameters include backbone parameters ({trunk[:3]}...), but "
+                "DetectionAdapter(freeze_features=True) computes backbone features without "
+                "gradients: pass adapter=DetectionAdapter(freeze_features=False) to track them."
+            )
+
+    # -- data --------------------------------------------------------------------
+    def check_inputs(self, estimator: Any, X: Any, argument: str) -> np.ndarray:
+        return check_images(X, argument)
+
+    def check_compatible(self, X: Any, argument: str, reference: Any, reference_name: str) -> None:
+        return None  # images of any size go through the same detector
+
+    def check_targets(
+        self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
+    ) -> np.ndarray:
+        from .estimator import detector_num_classes
+
+        num_classes = detector_num_classes(self.get_module(estimator))
+        return check_targets(y, X, argument, num_classes)
+
+    def get_inputs(
+        self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device
+    ) -> _Batch:
+        dtype = next(self.get_module(estimator).parameters()).dtype
+        images = [torch.as_tensor(X[int(i)]).to(device=device, dtype=dtype) for i in indices]
+        return _Batch(images=images)
+
+    def get_targets(
+        self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device
+    ) -> list[dict[str, torch.Tensor]]:
+        from .estimator import _target_to
+
+        return [_target_to(y[int(i)], device) for i in indices]
+
+    # -- model -------------------------------------------------------------------
+    def encode(self, estimator: Any, module: nn.Module, inputs: _Batch) -> _Batch:
+        if not self.freeze_features:
+            return inputs
+        return self._trunk(module, inputs.images)
+
+    def encoded_nbytes(self, encoded: _Batch) -> int:
+        tensors = [f for g in encoded.groups or [] for f in g.features]
+        tensors += encoded.context.anchors if encoded.context else []
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @staticmethod
+    def _trunk(module: nn.Module, images: list[torch.Tensor]) -> _Batch:
+        """Transform, backbone and anchors: what no head parameter touches.
+
+        Each image goes through on its own, as a batch of one. torchvision
+        pads a batch to its largest image, which changes the others' features
+        and anchors; and even equal-size batches change the last bits of a
+        convolution, which matters here: a pseudo-box equals the prediction
+        it came from, where the GIoU loss has a kink, so which one-sided
+        gradient autograd takes depends on those bits. One image at a time,
+        an image's influence does not depend on its batch.
+        """
+        is_two_stage = isinstance(module, FasterRCNN)
+        generator = module.rpn.anchor_generator if is_two_stage else module.anchor_generator
+        n = len(images)
+        by_shape: dict[tuple[int, ...], list[tuple[int, ImageList]]] = {}
+        for position, image in enumerate(images):
+            image_list, _ = module.transform([image])
+            by_shape[(position,)] = [(position, image_list)]
+        anchors: list[Any] = [None] * n
+        per_level: list[Any] = [None] * n
+        sizes: list[Any] = [None] * n
+        groups = []
+        for members in by_shape.values():
+            positions = [p for p, _ in members]
+            image_list = ImageList(
+                torch.cat([il.tensors for _, il in members]),
+                [il.image_sizes[0] for _, il in members],
+            )
+            features = list(module.backbone(image_list.tensors).values())
+            group_anchors = generator(image_list, features)
+            counts = [
+                f.shape[-2] * f.shape[-1] * a
+                for f, a in zip(features, generator.num_anchors_per_location(), strict=True)
+            ]
+            for j, position in enumerate(positions):
+                anchors[position] = group_anchors[j]
+                per_level[position] = counts
+                sizes[position] = tuple(int(v) for v in image_list.image_sizes[j])
+            groups.append(_Group(positions, image_list, features))
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        context = _Context(sizes, original_sizes, anchors, per_level)
+        return _Batch(images=images, groups=groups, context=context)
+
+    def forward(self, estimator: Any, module: nn.Module, inputs: _Batch) -> dict[str, Any]:
+        batch = inputs if inputs.groups is not None else self._trunk(module, inputs.images)
+        if isinstance(module, FasterRCNN):
+            return self._two_stage_forward(module, batch)
+        per_image: dict[str, list[Any]] = {}
+        for group in batch.groups:
+            for key, value in module.head(group.features).items():
+                slots = per_image.setdefault(key, [None] * len(batch.images))
+                for j, position in enumerate(group.positions):
+                    slots[position] = value[j]
+        # (N, most anchors, ...): padding rows take no part in any loss
+        outputs = {k: _pad(v) for k, v in per_image.items()}
+        return {**outputs, "context": batch.context}
+
+    @staticmethod
+    def _two_stage_forward(module: nn.Module, batch: _Batch) -> dict[str, Any]:
+        rpn, roi = module.rpn, module.roi_heads
+        context = batch.context
+        n = len(batch.images)
+        slots: dict[str, list[Any]] = {
+            k: [None] * n for k in ("objectness", "rpn_deltas", "class_logits", "box_regression")
+        }
+        proposals: list[Any] = [None] * n
+        for group in batch.groups:
+            m = len(group.positions)
+            objectness, deltas = rpn.head(group.features)
+            # levels concatenated in the order torchvision's RPN uses: (H, W, anchor)
+            objectness = torch.cat([o.permute(0, 2, 3, 1).reshape(m, -1) for o in objectness], 1)
+            deltas = torch.cat(
+                [
+                    d.view(m, -1, 4, d.shape[-2], d.shape[-1])
+                    .permute(0, 3, 4, 1, 2)
+                    .reshape(m, -1, 4)
+                    for d in deltas
+                ],
+                dim=1,
+            )
+            sizes = [context.image_sizes[p] for p in group.positions]
+            with torch.no_grad():  # proposals are constants of the loss, as in training
+                anchors = [context.anchors[p] for p in group.positions]
+                boxes = rpn.box_coder.decode(deltas.detach().reshape(-1, 4), anchors).view(m, -1, 4)
+                group_proposals, _ = rpn.filter_proposals(
+                    boxes,
+                    objectness.detach().reshape(-1, 1),
+                    sizes,
+                    context.anchors_per_level[group.positions[0]],
+                )
+            features = {str(i): f for i, f in enumerate(group.features)}
+            pooled = roi.box_roi_pool(features, group_proposals, sizes)
+            class_logits, box_regression = roi.box_predictor(roi.box_head(pooled))
+            counts = [len(p) for p in group_proposals]
+            for j, (position, logits, regression) in enumerate(
+                zip(
+                    group.positions,
+                    class_logits.split(counts),
+                    box_regression.split(counts),
+                    strict=True,
+                )
+            ):
+                slots["objectness"][position] = objectness[j]
+                slots["rpn_deltas"][position] = deltas[j]
+                slots["class_logits"][position] = logits
+                slots["box_regression"][position] = regression
+                proposals[position] = group_proposals[j]
+        outputs = {k: _pad(v) for k, v in slots.items()}
+        return {**outputs, "context": replace(context, proposals=proposals)}
+
+    # -- pseudo-labels -----------------------------------------------------------
+    def _detections(self, estimator: Any, outputs: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
+        """The model's detections above ``score_threshold``, in the transformed frame."""
+        module = self.get_module(estimator)
+        context: _Context = outputs["context"]
+        keys = [k for k in outputs if k != "context"]
+        detections = []
+        with torch.no_grad():
+            for i, size in enumerate(context.image_sizes):
+                if isinstance(module, FasterRCNN):
+                    roi = copy.copy(module.roi_heads)  # shallow: the user's keeps its threshold
+                    roi.score_thresh = self.score_threshold
+                    k = len(context.proposals[i])
+                    boxes, scores, labels = roi.postprocess_detections(
+                        outputs["class_logits"][i, :k].float(),
+                        outputs["box_regression"][i, :k].float(),
+                        [context.proposals[i].float()],
+                        [size],
+                    )
+                    detections.append({"boxes": boxes[0], "scores": scores[0], "labels": labels[0]})
+                    continue
+                post = copy.copy(module)
+                post.score_thresh = self.score_threshold
+                levels = context.anchors_per_level[i]
+                split = {
+                    key: [t[None] for t in outputs[key][i, : sum(levels)].float().split(levels)]
+                    for key in keys
+                }
+                anchors = [list(context.anchors[i].split(levels))]
+                detections.extend(post.postprocess_detections(split, anchors, [size]))
+        return detections
+
+    def pseudo_targets(self, estimator: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Pseudo-boxes and labels per image (transformed frame), from detached outputs."""
+        return [
+            {"boxes": d["boxes"], "labels": d["labels"]}
+            for d in self._detections(estimator, outputs)
+        ]
+
+    def pseudo_label_summary(self, estimator: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+        counts = torch.tensor(
+            [len(t["boxes"]) for t in self.pseudo_targets(estimator, outputs)],
+            dtype=torch.float64,
+        )
+        deferred = counts == 0 if self.empty_images == "last" else torch.zeros_like(counts).bool()
+        return {"cost": counts, "deferred": deferred}
+
+    def pseudo_label_loss(self, estimator: Any, outputs: dict[str, Any]) -> torch.Tensor:
+        detached = {
+            k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()
+        }
+        return self._loss(estimator, outputs, self.pseudo_targets(estimator, detached))
+
+    def per_sample_loss(
+        self, estimator: Any, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]
+    ) -> torch.Tensor:
+        context: _Context = outputs["context"]
+        resized = [
+            {
+                "boxes": resize_boxes(t["boxes"], original, size),
+                "labels": t["labels"],
+            }
+            for t, original, size in zip(
+                targets, context.original_sizes, context.image_sizes, strict=True
+            )
+        ]
+        return self._loss(estimator, outputs, resized)
+
+    def _loss(
+        self, estimator: Any, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]
+    ) -> torch.Tensor:
+        """torchvision's training loss of each image against ``targets`` (transformed frame)."""
+        module = self.get_module(estimator)
+        context: _Context = outputs["context"]
+        keys = [k for k in outputs if k != "context"]
+        # Matching (anchors against boxes) stays in the model's dtype even when the
+        # engine contracts in float64: its strict comparisons must not flip.
+        losses = []
+        for i, target in enumerate(targets):
+            target = {
+                "boxes": target["boxes"].reshape(-1, 4),
+                "labels": target["labels"].long(),
+            }
+            anchors = context.anchors[i]
+            rows = {
+                k: len(anchors)
+                for k in (
+                    "cls_logits",
+                    "bbox_regression",
+                    "bbox_ctrness",
+                    "objectness",
+                    "rpn_deltas",
+                )
+            }
+            if context.proposals is not None:
+                rows["class_logits"] = rows["box_regression"] = len(context.proposals[i])
+            head = {k: outputs[k][i : i + 1, : rows[k]] for k in keys}  # without padding
+            if isinstance(module, FCOS):
+                parts = module.compute_loss([target], head, [anchors], context.anchors_per_level[i])
+            elif isinstance(module, RetinaNet):
+                parts = module.compute_loss([target], head, [anchors])
+            else:
+                parts = self._two_stage_loss(module, head, context, i, anchors, target)
+            losses.append(sum(parts.values()))
+        return torch.stack(losses)
+
+    @staticmethod
+    def _two_stage_loss(
+        module: nn.Module,
+        head: dict[str, torch.Tensor],
+        context: _Context,
+        i: int,
+        anchors: torch.Tensor,
+        target: dict[str, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        rpn, roi = module.rpn, module.roi_heads
+        proposals = context.proposals[i].to(anchors.dtype)
+        with _seeded(anchors.device):
+            labels, matched = rpn.assign_targets_to_anchors([anchors], [target])
+            regression_targets = rpn.box_coder.encode(matched, [anchors])
+            loss_objectness, loss_rpn = rpn.compute_loss(
+                head["objectness"].reshape(-1, 1),
+                head["rpn_deltas"].reshape(-1, 4),
+                labels,
+                regression_targets,
+            )
+            matched_idxs, roi_labels = roi.assign_targets_to_proposals(
+                [proposals], [target["boxes"]], [target["labels"]]
+            )
+            keep = roi.subsample(roi_labels)[0]
+        gt = target["boxes"] if len(target["boxes"]) else proposals.new_zeros(1, 4)
+        matched_boxes = gt[matched_idxs[0][keep]]
+        regression = roi.box_coder.encode([matched_boxes], [proposals[keep]])
+        loss_classifier, loss_box = fastrcnn_loss(
+            head["class_logits"][0][keep],
+            head["box_regression"][0][keep],
+            [roi_labels[0][keep]],
+            regression,
+        )
+        return {
+            "loss_objectness": loss_objectness,
+            "loss_rpn_box_reg": loss_rpn,
+            "loss_classifier": loss_classifier,
+            "loss_box_reg": loss_box,
+        }
+
+
+def _pad(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image tensors of different lengths stacked as ``(n, longest, ...)``, zero-padded."""
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
