@@ -15,7 +15,7 @@ python -m pip install -q --upgrade pip
 # torchvision (ResNet-18 in the benchmarks, detectors later) must match torch's build.
 python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" \
     || python -m pip install -q "torch>=2.1" torchvision
-python -m pip install -q -e ".[modal,test,examples]"
+python -m pip install -q -e ".[modal,test,examples,detection]"
 
 # pip resolves skisal[modal] to modAL-python 0.4.1 (0.4.2.1 pins skorch==0.9.0).
 # The main environment gets 0.4.2.1 without its pin (the newer (indices, scores)

@@ -57,7 +57,7 @@ def _with_nan(X: np.ndarray) -> np.ndarray:
         (dict(inverse_hvp="newton"), ValueError, "inverse_hvp must be one of"),
         (dict(damping=-1.0), ValueError, "damping must be a finite real >= 0"),
         (dict(damping=float("nan")), ValueError, "damping must be"),
-        (dict(curvature="fisher"), ValueError, "curvature must be one of"),
+        (dict(curvature="kfac"), ValueError, "curvature must be one of"),
         (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
         (dict(lissa_scale="big"), ValueError, "lissa_scale must be 'auto' or a real > 0"),
         (

@@ -41,8 +41,10 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
         NeuralNet = ()
     if isinstance(last, NeuralNet):
         return SkorchClassifierAdapter()
-    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
-
+    try:
+        from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+    except ImportError:  # torchvision is only needed for detection
+        FCOS = FasterRCNN = RetinaNet = ()
     if isinstance(last, FCOS | RetinaNet | FasterRCNN):  # a bare torchvision detector
         from ..detection import DetectionAdapter
 
