@@ -43,9 +43,11 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
         return SkorchClassifierAdapter()
     try:
         from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+
+        detectors: tuple[type, ...] = (FCOS, RetinaNet, FasterRCNN)
     except ImportError:  # torchvision is only needed for detection
-        FCOS = FasterRCNN = RetinaNet = ()
-    if isinstance(last, FCOS | RetinaNet | FasterRCNN):  # a bare torchvision detector
+        detectors = ()
+    if isinstance(last, detectors):  # a bare torchvision detector
         from ..detection import DetectionAdapter
 
         return DetectionAdapter()
