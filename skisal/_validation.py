@@ -15,11 +15,36 @@ import torch
 __all__ = [
     "check_data",
     "check_n_instances",
+    "check_query_size",
     "check_same_sample_shape",
+    "is_non_negative_real",
+    "is_positive_int",
+    "is_positive_real",
     "n_rows",
     "take_rows",
     "to_index_labels",
+    "within_budget",
 ]
+
+
+def is_positive_int(value: Any) -> bool:
+    """An integer >= 1 (numpy integers too, not bools)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def is_non_negative_real(value: Any) -> bool:
+    """A finite real >= 0 (not a bool)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and np.isfinite(value)
+        and value >= 0
+    )
+
+
+def is_positive_real(value: Any) -> bool:
+    """A finite real > 0 (not a bool)."""
+    return is_non_negative_real(value) and value > 0
 
 
 def n_rows(X: Any) -> int:
@@ -120,6 +145,33 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
             f"n_instances must be between 1 and the pool size ({n_pool}), got {n_instances}."
         )
     return int(n_instances)
+
+
+def check_query_size(n_instances: Any, budget: Any, n_pool: int) -> int | None:
+    """A query's size: ``n_instances`` (1 by default), or None when a valid ``budget``
+    replaces it.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an invalid ``n_instances`` or ``budget``, or both given.
+    """
+    if budget is None:
+        return check_n_instances(1 if n_instances is None else n_instances, n_pool)
+    if n_instances is not None:
+        raise ValueError(
+            "give n_instances or budget, not both: a budget selects as many samples as fit in it."
+        )
+    if not is_positive_real(budget):
+        raise ValueError(f"budget must be a finite real > 0, got {budget!r}.")
+    return None
+
+
+def within_budget(ranking: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
+    """The longest prefix of ``ranking`` whose summed ``costs`` stays within ``budget``
+    (at least one sample)."""
+    spent = np.cumsum(costs[ranking])
+    return ranking[: max(1, int(np.searchsorted(spent, budget, side="right")))]
 
 
 def to_index_labels(y: Any, name: str, n_classes: int | None = None) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import numbers
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,15 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from . import _modal
-from ._validation import check_n_instances, n_rows, take_rows
+from ._validation import (
+    check_query_size,
+    is_non_negative_real,
+    is_positive_int,
+    is_positive_real,
+    n_rows,
+    take_rows,
+    within_budget,
+)
 from .adapters import ModelAdapter, resolve_adapter
 from .engine import (
     CURVATURES,
@@ -38,36 +45,19 @@ INVERSE_HVP_METHODS = ("lissa", "cg", "exact", "identity")
 SELECTIONS = ("top", "diverse")
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
-def _non_negative_real(value: Any) -> bool:
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and np.isfinite(value)
-        and value >= 0
-    )
-
-
-def _positive_real(value: Any) -> bool:
-    return _non_negative_real(value) and value > 0
-
-
 #: name -> (check, what was expected); checked at call time, as scikit-learn does.
 _CONSTRAINTS = {
     "inverse_hvp": (lambda v: v in INVERSE_HVP_METHODS, f"one of {INVERSE_HVP_METHODS}"),
-    "damping": (_non_negative_real, "a finite real >= 0"),
+    "damping": (is_non_negative_real, "a finite real >= 0"),
     "curvature": (lambda v: v in ("auto", *CURVATURES), f"one of {('auto', *CURVATURES)}"),
-    "lissa_depth": (_positive_int, "an integer >= 1"),
-    "lissa_repeats": (_positive_int, "an integer >= 1"),
-    "lissa_scale": (lambda v: v == "auto" or _positive_real(v), "'auto' or a real > 0"),
-    "lissa_tol": (_non_negative_real, "a finite real >= 0"),
-    "hessian_batch_size": (_positive_int, "an integer >= 1"),
-    "cg_max_iter": (_positive_int, "an integer >= 1"),
-    "cg_tol": (_positive_real, "a real > 0"),
-    "batch_size": (_positive_int, "an integer >= 1"),
+    "lissa_depth": (is_positive_int, "an integer >= 1"),
+    "lissa_repeats": (is_positive_int, "an integer >= 1"),
+    "lissa_scale": (lambda v: v == "auto" or is_positive_real(v), "'auto' or a real > 0"),
+    "lissa_tol": (is_non_negative_real, "a finite real >= 0"),
+    "hessian_batch_size": (is_positive_int, "an integer >= 1"),
+    "cg_max_iter": (is_positive_int, "an integer >= 1"),
+    "cg_tol": (is_positive_real, "a real > 0"),
+    "batch_size": (is_positive_int, "an integer >= 1"),
     "scoring": (lambda v: v in ("auto", "forward", "reverse"), "'auto', 'forward' or 'reverse'"),
     "progress": (lambda v: isinstance(v, bool), "a bool"),
     "return_scores": (lambda v: v == "auto" or isinstance(v, bool), "'auto' or a bool"),
@@ -481,9 +471,7 @@ class InfluenceQueryStrategy(BaseEstimator):
             damping=float(self.damping),
             batch_size=self.batch_size,
             hessian_batch_size=self.hessian_batch_size,
-            curvature=(
-                adapter.default_curvature if self.curvature == "auto" else self.curvature
-            ),
+            curvature=(adapter.default_curvature if self.curvature == "auto" else self.curvature),
             scoring=self.scoring,
             progress=self.progress,
             autocast=self._autocast_dtype(device),
@@ -514,18 +502,10 @@ class InfluenceQueryStrategy(BaseEstimator):
 
     def _check_size(self, n_instances: Any, budget: Any, n_pool: int) -> int | None:
         """``n_instances`` (1 by default) or None when a valid ``budget`` replaces it."""
-        if budget is None:
-            return check_n_instances(1 if n_instances is None else n_instances, n_pool)
-        if n_instances is not None:
-            raise ValueError(
-                "give n_instances or budget, not both: a budget selects as many samples "
-                "as fit in it."
-            )
-        if not _positive_real(budget):
-            raise ValueError(f"budget must be a finite real > 0, got {budget!r}.")
-        if self.selection != "top":
+        size = check_query_size(n_instances, budget, n_pool)
+        if budget is not None and self.selection != "top":
             raise ValueError("budget works with selection='top' only.")
-        return None
+        return size
 
     def _store_summary(self, summary: dict[str, torch.Tensor], n_pool: int) -> None:
         costs = summary.get("cost")
@@ -593,8 +573,7 @@ class InfluenceQueryStrategy(BaseEstimator):
         # the sort is stable, so ties keep pool order and equal inputs give equal selections.
         ranking_np = np.lexsort((scores.cpu().numpy(), self.deferred_))
         if budget is not None:
-            spent = np.cumsum(self.annotation_costs_[ranking_np])
-            return ranking_np[: max(1, int(np.searchsorted(spent, budget, side="right")))]
+            return within_budget(ranking_np, self.annotation_costs_, budget)
         if self.selection == "top" or n_instances == 1:
             return ranking_np[:n_instances]
         if group is None:

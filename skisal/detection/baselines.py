@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .. import _modal
-from .._validation import check_n_instances
+from .._validation import check_query_size, within_budget
 from ._validation import check_images
 
 __all__ = ["AGGREGATES", "detection_entropy", "detection_uncertainty"]
@@ -114,12 +114,7 @@ def detection_uncertainty(
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}.")
     images = check_images(X_pool, "X_pool")
-    if budget is None:
-        n_instances = check_n_instances(1 if n_instances is None else n_instances, len(images))
-    elif n_instances is not None:
-        raise ValueError("give n_instances or budget, not both.")
-    elif isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise ValueError(f"budget must be a real > 0, got {budget!r}.")
+    n_instances = check_query_size(n_instances, budget, len(images))
     predictions = classifier.predict(images)
     uncertainty = np.array([detection_entropy(p["scores"], aggregate) for p in predictions])
     order = np.argsort(-uncertainty, kind="stable")
@@ -127,7 +122,6 @@ def detection_uncertainty(
         order = order[:n_instances]
     else:
         costs = np.array([len(p["boxes"]) for p in predictions], dtype=np.float64)
-        spent = np.cumsum(costs[order])
-        order = order[: max(1, int(np.searchsorted(spent, budget, side="right")))]
+        order = within_budget(order, costs, budget)
     with_scores = _modal.returns_scores(return_scores, classifier)
     return _modal.format_result(order, uncertainty[order], with_scores)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._validation import is_non_negative_real, is_positive_int, is_positive_real
 from ..engine.model import batches, evaluation_mode
 from ._validation import check_images, check_targets
 from .models import DETECTOR_NAMES, build_detector
@@ -53,43 +53,31 @@ def detector_num_classes(module: nn.Module) -> int:
     )
 
 
-def _positive_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-
-
-def _positive_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-
-def _non_negative_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-
 _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model": (
         lambda v: isinstance(v, nn.Module) or v in DETECTOR_NAMES,
         f"an nn.Module or one of {DETECTOR_NAMES}",
     ),
-    "num_classes": (lambda v: v is None or (_positive_int(v) and v >= 2), "None or an int >= 2"),
+    "num_classes": (lambda v: v is None or (is_positive_int(v) and v >= 2), "None or an int >= 2"),
     "weights": (
         lambda v: v is None or isinstance(v, str | Path | dict),
         "None, a path to a state dict, or a state dict",
     ),
-    "min_size": (lambda v: v is None or _positive_int(v), "None or an int >= 1"),
-    "max_size": (lambda v: v is None or _positive_int(v), "None or an int >= 1"),
+    "min_size": (lambda v: v is None or is_positive_int(v), "None or an int >= 1"),
+    "max_size": (lambda v: v is None or is_positive_int(v), "None or an int >= 1"),
     "model_kwargs": (lambda v: v is None or isinstance(v, dict), "None or a dict"),
-    "epochs": (_positive_int, "an int >= 1"),
-    "lr": (_positive_real, "a real > 0"),
-    "batch_size": (_positive_int, "an int >= 1"),
+    "epochs": (is_positive_int, "an int >= 1"),
+    "lr": (is_positive_real, "a real > 0"),
+    "batch_size": (is_positive_int, "an int >= 1"),
     "optimizer": (lambda v: v in OPTIMIZERS or callable(v), f"one of {OPTIMIZERS} or a callable"),
-    "momentum": (_non_negative_real, "a real >= 0"),
-    "weight_decay": (_non_negative_real, "a real >= 0"),
+    "momentum": (is_non_negative_real, "a real >= 0"),
+    "weight_decay": (is_non_negative_real, "a real >= 0"),
     "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {LR_SCHEDULES}"),
     "warmup_steps": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "an int >= 0",
     ),
-    "max_grad_norm": (lambda v: v is None or _positive_real(v), "None or a real > 0"),
+    "max_grad_norm": (lambda v: v is None or is_positive_real(v), "None or a real > 0"),
     "progress": (lambda v: isinstance(v, bool), "a bool"),
 }
 
