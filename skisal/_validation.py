@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "check_constraints",
     "check_data",
     "check_n_instances",
     "check_query_size",
@@ -25,6 +26,22 @@ __all__ = [
     "to_index_labels",
     "within_budget",
 ]
+
+
+def check_constraints(obj: Any, constraints: dict[str, tuple[Any, str]]) -> None:
+    """Check an estimator's parameters at call time, as scikit-learn does.
+
+    ``constraints`` maps a parameter name to ``(check, what was expected)``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first parameter whose ``check`` fails, and what was expected.
+    """
+    for name, (check, expected) in constraints.items():
+        value = getattr(obj, name)
+        if not check(value):
+            raise ValueError(f"{name} must be {expected}; got {value!r}.")
 
 
 def is_positive_int(value: Any) -> bool:

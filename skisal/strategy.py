@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 
 from . import _modal
 from ._validation import (
+    check_constraints,
     check_query_size,
     is_non_negative_real,
     is_positive_int,
@@ -587,10 +588,7 @@ class InfluenceQueryStrategy(BaseEstimator):
 
     # -- helpers ----------------------------------------------------------------
     def _validate_params(self) -> None:
-        for name, (check, expected) in _CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not check(value):
-                raise ValueError(f"{name} must be {expected}; got {value!r}.")
+        check_constraints(self, _CONSTRAINTS)
 
     def _make_solver(self) -> InverseHVPSolver:
         if self.inverse_hvp == "lissa":

@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._validation import is_non_negative_real, is_positive_int, is_positive_real
+from .._validation import check_constraints, is_non_negative_real, is_positive_int, is_positive_real
 from ..engine.model import batches, evaluation_mode
 from ._validation import check_images, check_targets
 from .models import DETECTOR_NAMES, build_detector
@@ -218,10 +218,7 @@ class TorchvisionDetector(BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------
     def _validate_params(self) -> None:
-        for name, (check, expected) in _CONSTRAINTS.items():
-            value = getattr(self, name)
-            if not check(value):
-                raise ValueError(f"{name} must be {expected}; got {value!r}.")
+        check_constraints(self, _CONSTRAINTS)
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as exc:
