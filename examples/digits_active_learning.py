@@ -1,25 +1,27 @@
-"""Does ISAL save labels on digits? A resumable comparison with modAL's strategies.
+"""
+Does ISAL save labels on digits?
+================================
 
-A small CNN (a skorch ``NeuralNetClassifier``) learns scikit-learn's 8x8 digits
-from 50 labels, then from 50 more per query, retrained from scratch each time.
-Every strategy runs its own modAL ``ActiveLearner`` loop from the same split
-and initial network, for several seeds: ISAL
-(:class:`skisal.InfluenceQueryStrategy`, as in the paper and with
-``selection="diverse"``), gradient similarity, k-center coreset, modAL's
-uncertainty, margin and entropy sampling, and random.
+A resumable comparison of query strategies in modAL loops. A small CNN (a skorch
+``NeuralNetClassifier``) learns scikit-learn's 8x8 digits from 50 labels, then from 50 more per
+query, retrained from scratch each time. Every strategy runs its own modAL ``ActiveLearner`` loop
+from the same split and initial network, for several seeds: ISAL
+(:class:`skisal.InfluenceQueryStrategy`, as in the paper and with ``selection="diverse"``),
+gradient similarity, k-center coreset, modAL's uncertainty, margin and entropy sampling, and
+random.
 
 This script is the Python version of the command line::
 
     skisal-experiment --dataset digits --out results/digits
 
-Run it from the repository root (``--quick`` is a seconds-long smoke run)::
+Run it from the repository root (``--quick`` is a seconds-long smoke run; ``--out DIR`` writes
+elsewhere)::
 
     python examples/digits_active_learning.py --quick
 
-It prints mean test accuracy per labelled-set size, the area under the
-learning curve, the labels each strategy needs to reach random sampling's
-final accuracy, and writes ``results.csv``, ``summary.json`` and
-``learning_curves.png``. Interrupt it and run it again: finished steps are
+It prints mean test accuracy per labelled-set size, the area under the learning curve, the labels
+each strategy needs to reach random sampling's final accuracy, and writes ``results.csv``,
+``summary.json`` and ``learning_curves.png``. Interrupt it and run it again: finished steps are
 kept.
 """
 
@@ -28,12 +30,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 from skisal.experiments import ExperimentConfig, format_summary, run_experiment, write_report
 
 quick = "--quick" in sys.argv
 torch.set_num_threads(1)  # a tiny network: threads cost more than they save
+
+# %%
+# The comparison: eight strategies, each on the same seeds, splits and initial networks.
+# ``--quick`` runs 1 seed of 2 queries with 10 training epochs per fit.
 
 config = ExperimentConfig.for_dataset(
     "digits",
@@ -51,8 +58,26 @@ config = ExperimentConfig.for_dataset(
     steps=2 if quick else None,  # None: the dataset's default (10 queries of 50)
     epochs=10 if quick else None,
 )
-out = Path("results/digits-example-quick" if quick else "results/digits-example")
-records = run_experiment(config, out, progress=True)
+if "--out" in sys.argv:
+    out = Path(sys.argv[sys.argv.index("--out") + 1])
+else:
+    out = Path("results/digits-example-quick" if quick else "results/digits-example")
+
+# %%
+# Run every loop (finished steps in ``out`` are kept), then summarise: mean test accuracy per
+# labelled-set size, area under the learning curve, labels to reach random sampling's final
+# accuracy, and the seconds per query.
+
+records = run_experiment(config, out, progress=sys.stderr.isatty())  # a bar in a terminal
 summary = write_report(records, out, title="digits, small CNN", ylabel="test accuracy (%)")
 print(format_summary(summary))
+
+# %%
+# The learning curves that :func:`~skisal.experiments.write_report` wrote, mean ± std over
+# seeds.
+
+image = plt.imread(out / "learning_curves.png")
+figure, ax = plt.subplots(figsize=(7.5, 4.8))
+ax.imshow(image)
+ax.set_axis_off()
 print(f"plot: {out / 'learning_curves.png'}")

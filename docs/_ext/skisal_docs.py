@@ -1,0 +1,257 @@
+"""Build-time helpers for skisal's documentation (imported by ``docs/conf.py``).
+
+* :func:`generate_api_pages` writes one page per public module of skisal to
+  ``docs/api/modules/`` (autosummary then writes one page per object to
+  ``docs/api/objects/``), driven by each module's ``__all__``: every public
+  object is documented once, at its shortest public path (classes and
+  functions) or where it is defined (data), and listed with a link wherever
+  else an ``__all__`` re-exports it. A name added to any ``__all__`` (e.g. in
+  ``skisal.detection``) appears without editing the docs; a new public module
+  too.
+* :func:`reset_argv` gives sphinx-gallery's examples their command line: the
+  CPU-sized ``--quick`` mode.
+* :func:`add_missing_example_titles` titles a gallery page whose example's
+  docstring has no reST title.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import importlib
+import inspect
+import pkgutil
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Examples rendered in the gallery but not executed when the docs are built, with the
+#: reason shown on the gallery's index page. Keep every executed example's ``--quick`` mode
+#: under about a minute on 2 CPU cores.
+NOT_EXECUTED: dict[str, str] = {}
+
+#: Extra command-line arguments per example (all of them get ``--quick``).
+EXAMPLE_ARGV: dict[str, list[str]] = {
+    # Write its records into a fresh temporary folder, not into the source tree.
+    "digits_active_learning.py": ["--out", "{tmp}"],
+    "detection_active_learning.py": ["--out", "{tmp}"],
+}
+
+KINDS = (
+    ("classes", "Classes"),
+    ("exceptions", "Exceptions"),
+    ("functions", "Functions"),
+    ("data", "Constants and type aliases"),
+)
+
+
+def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
+    """``sys.argv[1:]`` for an example run by sphinx-gallery: its ``--quick`` mode.
+
+    Also gives the example its own docstring as ``__doc__``, as when it runs as a script
+    (sphinx-gallery sets it to ""; an ``argparse`` description may read it).
+    """
+    src = Path(script_vars["src_file"])
+    namespace = script_vars.get("example_globals")
+    if isinstance(namespace, dict):
+        namespace["__doc__"] = ast.get_docstring(ast.parse(src.read_text()), clean=False) or ""
+    tmp = tempfile.mkdtemp(prefix="skisal-docs-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return ["--quick"] + [arg.format(tmp=tmp) for arg in EXAMPLE_ARGV.get(src.name, [])]
+
+
+_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
+
+
+def add_missing_example_titles(app: Any, docname: str, source: list[str]) -> None:
+    """Give a gallery page a title when its example's docstring has none.
+
+    sphinx-gallery expects the docstring to open with an underlined reST title; without
+    one the page has no title and the gallery's links to it fail. The first line of the
+    docstring becomes the title (the whole first paragraph, when it is one line).
+    """
+    if not docname.startswith("auto_examples/") or docname.endswith(("/index", "_times")):
+        return
+    lines = source[0].split("\n")
+    label = next((i for i, line in enumerate(lines) if line.startswith(".. _sphx_glr_")), None)
+    if label is None:
+        return
+    start = next((i for i in range(label + 1, len(lines)) if lines[i].strip()), None)
+    if start is None or (start + 1 < len(lines) and _UNDERLINE.match(lines[start + 1])):
+        return
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    title = lines[start].strip().rstrip(".")
+    heading = [title, "=" * len(title), ""]
+    if end == start + 1:  # a one-line paragraph: it is the title
+        lines[start : start + 1] = heading[:2]
+    else:
+        lines[start:start] = heading
+    source[0] = "\n".join(lines)
+
+
+def public_modules(package: str = "skisal") -> list[str]:
+    """``package`` and every submodule whose dotted path has no ``_``-prefixed part."""
+    root = importlib.import_module(package)
+    names = [package]
+    for info in pkgutil.walk_packages(root.__path__, prefix=package + "."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+def _kind(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return "exceptions" if issubclass(obj, BaseException) else "classes"
+    if inspect.isroutine(obj):
+        return "functions"
+    return "data"
+
+
+def _catalogue(modules: list[str]) -> tuple[dict[str, list[tuple[str, str]]], dict[int, str]]:
+    """Per module, its ``(name, kind)`` pairs; per object id, its documented path."""
+    entries: dict[str, list[tuple[str, str]]] = {}
+    where: dict[int, str] = {}
+    # Shallowest module first: classes and functions are documented where users import them.
+    for module_name in sorted(modules, key=lambda m: (m.count("."), m)):
+        module = importlib.import_module(module_name)
+        entries[module_name] = []
+        for name in getattr(module, "__all__", []):
+            if name.startswith("__"):  # __version__: mentioned in the text
+                continue
+            obj = getattr(module, name)
+            kind = _kind(obj)
+            entries[module_name].append((name, kind))
+            # Data has no __module__: document it where it is defined (deepest), where
+            # its ``#:`` comment is.
+            if id(obj) not in where or kind == "data":
+                where[id(obj)] = f"{module_name}.{name}"
+    return entries, where
+
+
+def _short_literal(obj: Any) -> bool:
+    """Whether a constant reads well as its value (no functions, no memory addresses)."""
+    literal = (str, int, float, bool, type(None))
+    if isinstance(obj, tuple | list | frozenset):
+        return all(isinstance(item, literal) for item in obj) and len(repr(obj)) <= 80
+    return isinstance(obj, literal) and len(repr(obj)) <= 80
+
+
+def _title(text: str, char: str = "=") -> str:
+    return f"{text}\n{char * len(text)}\n"
+
+
+def _module_page(
+    module_name: str,
+    entries: list[tuple[str, str]],
+    where: dict[int, str],
+    submodules: list[str],
+    objects_dir: str,
+) -> str:
+    module = importlib.import_module(module_name)
+    lines = [
+        _title(f"``{module_name}``"),
+        f".. automodule:: {module_name}",
+        "   :no-members:",
+        "",
+        f".. currentmodule:: {module_name}",
+        "",
+    ]
+    if module_name == "skisal":
+        lines += [f"``skisal.__version__`` is ``{module.__version__!r}``.", ""]
+    reexported = []
+    for kind, heading in KINDS:
+        own = []
+        for name, k in entries:
+            if k != kind:
+                continue
+            path = where[id(getattr(module, name))]
+            if path == f"{module_name}.{name}":
+                own.append(name)
+            else:
+                reexported.append(path)
+        if not own:
+            continue
+        lines.append(_title(heading, "-"))
+        groups = {kind: own}
+        if kind == "data":  # short literals show their value, others (dicts of functions) not
+            shown = [n for n in own if _short_literal(getattr(module, n))]
+            groups = {"data_value": shown, "data": [n for n in own if n not in shown]}
+        for template, names in groups.items():
+            if names:
+                lines += [
+                    ".. autosummary::",
+                    f"   :toctree: {objects_dir}",
+                    f"   :template: autosummary/{template}.rst",
+                    "   :nosignatures:",
+                    "",
+                    *(f"   {name}" for name in names),
+                    "",
+                ]
+    if reexported:
+        lines += [
+            _title("Also available here", "-"),
+            f"These names are in ``{module_name}.__all__`` and documented at the path shown.",
+            "",
+            ".. currentmodule:: None",
+            "",
+            ".. autosummary::",
+            "   :nosignatures:",
+            "",
+            *(f"   {path}" for path in reexported),
+            "",
+        ]
+    if not entries:
+        lines += ["This module exports no names yet (its ``__all__`` is empty).", ""]
+    if submodules and module_name.count(".") == 0:
+        # The API index's toctree holds the top-level subpackages: link them.
+        lines += [
+            _title("Submodules", "-"),
+            *(f"* :mod:`{sub}`" for sub in submodules),
+            "",
+        ]
+    elif submodules:
+        lines += [
+            _title("Submodules", "-"),
+            ".. toctree::",
+            "   :maxdepth: 1",
+            "",
+            *(f"   {_page(sub, module_name)}" for sub in submodules),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _page(module_name: str, from_module: str | None = None) -> str:
+    """Document name of a module's page, relative to ``modules/`` or to ``from_module``'s page.
+
+    The package and its direct submodules live in ``modules/`` (the API index's toctree
+    globs them); deeper ones in ``modules/sub/``, linked from their parent's page.
+    """
+    deep = module_name.count(".") >= 2
+    path = f"sub/{module_name}" if deep else module_name
+    if from_module is not None and from_module.count(".") >= 2:
+        path = module_name if deep else f"../{module_name}"
+    return path
+
+
+def generate_api_pages(out_dir: Path, package: str = "skisal") -> list[str]:
+    """Write a page for every public module into ``out_dir``; return the module names.
+
+    ``out_dir`` (module pages) and its sibling ``objects/`` (autosummary's
+    per-object pages) are recreated, so that a removed name leaves no stale page.
+    """
+    modules = public_modules(package)
+    entries, where = _catalogue(modules)
+    objects = out_dir.parent / "objects"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(objects, ignore_errors=True)
+    (out_dir / "sub").mkdir(parents=True)
+    for name in modules:
+        depth = name.count(".")
+        children = [m for m in modules if m.startswith(name + ".") and m.count(".") == depth + 1]
+        path = out_dir / f"{_page(name)}.rst"
+        objects_dir = "../../objects" if depth >= 2 else "../objects"
+        path.write_text(_module_page(name, entries[name], where, children, objects_dir))
+    return modules
