@@ -216,6 +216,46 @@ def test_images_without_pseudo_boxes_are_ranked_last(data, fitted):
     np.testing.assert_array_equal(order, np.argsort(scored.scores_, kind="stable"))
 
 
+def test_post_processing_runs_once_per_scored_image(data, fitted, monkeypatch):
+    # The UUIC loss (pseudo-boxes) and the annotation cost (box counts) share it.
+    from torchvision.models.detection import FCOS
+
+    calls = []
+    original = FCOS.postprocess_detections
+
+    def counting(self, head_outputs, anchors, image_sizes):
+        calls.append(len(image_sizes))
+        return original(self, head_outputs, anchors, image_sizes)
+
+    monkeypatch.setattr(FCOS, "postprocess_detections", counting)
+    _strategy(data).influence(fitted["fcos_small"], data[0][40:46])
+    assert sum(calls) == 6
+
+
+def test_pseudo_boxes_follow_the_parameters_of_each_forward_pass(data, fitted):
+    # Encoded batches are reused by passes with other parameters: no stale pseudo-boxes.
+    from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
+
+    X, _ = data
+    detector, adapter = fitted["fcos_small"], DetectionAdapter()
+    module = detector.module_
+    space = ParameterSpace(select_parameters(module, adapter.default_parameters))
+    model = BoundModel(adapter, detector, module, space, torch.device("cpu"))
+    idx = np.arange(40, 44)
+
+    def boxes(params):
+        outputs = model.forward(params, model.inputs(X, idx, reuse=True))
+        return sum(len(t["boxes"]) for t in adapter.pseudo_targets(detector, outputs))
+
+    doubtful = {  # every class score pushed down: fewer detections above the threshold
+        name: value - 5.0 if name.endswith("cls_logits.bias") else value
+        for name, value in space.constants().items()
+    }
+    with evaluation_mode(module), torch.no_grad():
+        before, after, again = boxes(None), boxes(doubtful), boxes(None)
+    assert before == again > after
+
+
 # -- baselines ---------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,12 @@ class _Context:
     anchors: list[torch.Tensor]
     anchors_per_level: list[list[int]]
     proposals: list[torch.Tensor] | None = None  # Faster R-CNN
+    # Post-processed detections of this forward pass by score threshold, computed once: the
+    # UUIC loss (pseudo-boxes) and the summary (box counts) both need them. Not an init
+    # field, so that ``replace`` gives a new context an empty cache.
+    detections: dict[float, list[dict[str, torch.Tensor]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
 
 @dataclass(eq=False)
@@ -330,7 +336,8 @@ class DetectionAdapter(ModelAdapter):
                     slots[position] = value[j]
         # (N, most anchors, ...): padding rows take no part in any loss
         outputs = {k: _pad(v) for k, v in per_image.items()}
-        return {**outputs, "context": batch.context}
+        # A context per forward pass: encoded batches are reused with other parameters.
+        return {**outputs, "context": replace(batch.context)}
 
     @staticmethod
     def _two_stage_forward(module: nn.Module, batch: _Batch) -> dict[str, Any]:
@@ -387,9 +394,16 @@ class DetectionAdapter(ModelAdapter):
 
     # -- pseudo-labels -----------------------------------------------------------
     def _detections(self, estimator: Any, outputs: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
-        """The model's detections above ``score_threshold``, in the transformed frame."""
-        module = self.get_module(estimator)
+        """The model's detections above ``score_threshold``, in the transformed frame.
+
+        Computed once per forward pass (cached in its context): every tensor of ``outputs``
+        holds that pass's values, whatever copy or dtype the engine hands over.
+        """
         context: _Context = outputs["context"]
+        cached = context.detections.get(self.score_threshold)
+        if cached is not None:
+            return cached
+        module = self.get_module(estimator)
         keys = [k for k in outputs if k != "context"]
         detections = []
         with torch.no_grad():
@@ -415,6 +429,7 @@ class DetectionAdapter(ModelAdapter):
                 }
                 anchors = [list(context.anchors[i].split(levels))]
                 detections.extend(post.postprocess_detections(split, anchors, [size]))
+        context.detections[self.score_threshold] = detections
         return detections
 
     def pseudo_targets(self, estimator: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
