@@ -18,8 +18,11 @@ sys.path.insert(0, str(HERE / "_ext"))
 sys.path.insert(0, str(HERE.parent))  # skisal from this checkout, installed or not
 
 import skisal_docs  # noqa: E402
+from sphinx.util import logging  # noqa: E402
 
 import skisal  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 # Small networks everywhere: one thread is as fast and immune to oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -70,19 +73,66 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
+# -- Docstring validation: -W turns every finding into a build failure ----------------
+# For every documented class, function, method and property: GL08 no docstring; SS01/SS03
+# no one-line summary ending in a period; PR01/PR02 a parameter left undocumented, or a
+# documented one the signature lacks; RT01 no Returns section (for callables that return a
+# value); YD01 no Yields section (generators); EX01 no Examples section.
+numpydoc_validation_checks = {"GL08", "SS01", "SS03", "PR01", "PR02", "RT01", "YD01", "EX01"}
+# TODO: adapter/baselines docstrings. Documented objects of skisal/detection/adapter.py and
+# skisal/detection/baselines.py that fail the checks above (being rewritten elsewhere): remove
+# each name once its docstring is complete.
+_PENDING_DOCSTRINGS = {
+    *(
+        f"skisal.detection.DetectionAdapter.{name}"
+        for name in (
+            "check_compatible",  # GL08
+            "check_estimator",  # GL08
+            "check_inputs",  # GL08
+            "check_parameters",  # GL08
+            "check_targets",  # GL08
+            "default_parameters",  # GL08
+            "encode",  # GL08
+            "encoded_nbytes",  # GL08
+            "forward",  # GL08
+            "get_inputs",  # GL08
+            "get_module",  # GL08
+            "get_targets",  # GL08
+            "input_cache_bytes",  # GL08
+            "per_sample_loss",  # GL08
+            "pseudo_label_loss",  # GL08
+            "pseudo_label_summary",  # GL08
+            "pseudo_targets",  # PR01, RT01, EX01
+        )
+    ),
+    "skisal.detection.baselines.AGGREGATES",  # no ``#:`` comment
+}
+# Not validated by numpydoc (regular expressions on the documented name):
+numpydoc_validation_exclude = {
+    # Constants, type aliases and class attributes: their docstring is a ``#:`` comment or a
+    # string after the assignment, which doctest never runs, so an Examples section there
+    # would be untested text. _check_data_docstring below requires a constant's docstring.
+    *(rf"^{re.escape(path)}$" for path in skisal_docs.value_paths()),
+    *(rf"^{re.escape(path)}$" for path in _PENDING_DOCSTRINGS),
+}
 
-def _drop_builtin_docstrings(app, what, name, obj, options, lines):
-    """A constant without a ``#:`` comment would show its type's docstring (tuple's, dict's)."""
+
+def _check_data_docstring(app, what, name, obj, options, lines):
+    """Drop a constant's inherited type docstring; warn when it has none of its own.
+
+    A constant without a ``#:`` comment would show its type's docstring (tuple's, dict's).
+    """
     if what in ("data", "attribute") and lines:
         own = inspect.cleandoc(type(obj).__doc__ or "").splitlines()
         if [line.rstrip() for line in lines if line.strip()] == [x for x in own if x.strip()]:
             lines[:] = []
+    if what == "data" and name not in _PENDING_DOCSTRINGS and not any(x.strip() for x in lines):
+        logger.warning("%s has no docstring: add a ``#:`` comment above it.", name)
 
 
 def setup(app):
     # Before numpydoc reformats the lines.
-    app.connect("autodoc-process-docstring", _drop_builtin_docstrings, priority=100)
-    app.connect("source-read", skisal_docs.add_missing_example_titles)
+    app.connect("autodoc-process-docstring", _check_data_docstring, priority=100)
 
 
 # -- Markdown (MyST) ----------------------------------------------------------------

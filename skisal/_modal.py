@@ -23,7 +23,22 @@ __all__ = [
 
 @functools.cache
 def installed_modal_returns_scores() -> bool:
-    """True when the installed modAL expects ``(indices, scores)`` (0.4.2 and later)."""
+    """True when the installed modAL expects ``(indices, scores)`` (0.4.2 and later).
+
+    Returns
+    -------
+    bool
+        Whether ``BaseLearner.query`` has 0.4.2's ``return_metrics`` parameter; False
+        when modAL is not installed or fails to import.
+
+    Examples
+    --------
+    >>> import inspect
+    >>> from modAL.models.base import BaseLearner
+    >>> installed_modal_returns_scores() == (
+    ...     "return_metrics" in inspect.signature(BaseLearner.query).parameters)
+    True
+    """
     try:
         from modAL.models.base import BaseLearner
     except Exception:  # modAL absent, or broken by its own imports
@@ -32,12 +47,54 @@ def installed_modal_returns_scores() -> bool:
 
 
 def is_learner(obj: Any) -> bool:
-    """A modAL learner: wraps an ``estimator`` and owns a ``query_strategy``."""
+    """Whether ``obj`` is a modAL learner: it wraps an ``estimator`` and owns a ``query_strategy``.
+
+    Parameters
+    ----------
+    obj : object
+        What a strategy was called with.
+
+    Returns
+    -------
+    bool
+        True for a learner, False for a bare estimator.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> is_learner(SimpleNamespace(estimator=None, query_strategy=None))
+    True
+    >>> is_learner(SimpleNamespace(estimator=None))
+    False
+    """
     return hasattr(obj, "estimator") and hasattr(obj, "query_strategy")
 
 
 def learner_returns_scores(learner: Any) -> bool:
-    """Protocol of this learner's ``query`` (works for forks and subclasses too)."""
+    """Whether this learner's ``query`` expects ``(indices, scores)`` from its strategy.
+
+    Read from the signature of ``type(learner).query``, so forks and subclasses
+    are recognised too; falls back to :func:`installed_modal_returns_scores`.
+
+    Parameters
+    ----------
+    learner : modAL learner
+        The learner calling the strategy.
+
+    Returns
+    -------
+    bool
+        True for the modAL 0.4.2.x protocol (``query`` has ``return_metrics``).
+
+    Examples
+    --------
+    >>> class Learner042:
+    ...     def query(self, X_pool, return_metrics=False): ...
+    >>> class Learner041:
+    ...     def query(self, X_pool): ...
+    >>> learner_returns_scores(Learner042()), learner_returns_scores(Learner041())
+    (True, False)
+    """
     try:
         return "return_metrics" in inspect.signature(type(learner).query).parameters
     except (TypeError, ValueError, AttributeError):
@@ -48,6 +105,26 @@ def returns_scores(setting: str | bool, classifier: Any) -> bool:
     """Resolve a strategy's ``return_scores`` option for this call.
 
     "auto" follows the calling learner's protocol, else the installed modAL's.
+
+    Parameters
+    ----------
+    setting : "auto" or bool
+        The strategy's ``return_scores``.
+    classifier : object
+        What the strategy was called with: a modAL learner or a bare estimator.
+
+    Returns
+    -------
+    bool
+        Whether to return ``(indices, scores)`` rather than indices only.
+
+    Examples
+    --------
+    >>> class Learner041:
+    ...     estimator = query_strategy = None
+    ...     def query(self, X_pool): ...
+    >>> returns_scores("auto", Learner041()), returns_scores(True, Learner041())
+    (False, True)
     """
     if setting != "auto":
         return bool(setting)
@@ -57,5 +134,26 @@ def returns_scores(setting: str | bool, classifier: Any) -> bool:
 
 
 def format_result(indices: Any, scores: Any, with_scores: bool) -> Any:
-    """A strategy's return value: ``(indices, scores)`` or indices only."""
+    """A strategy's return value: ``(indices, scores)`` or indices only.
+
+    Parameters
+    ----------
+    indices : ndarray
+        Selected pool indices.
+    scores : ndarray
+        Their scores.
+    with_scores : bool
+        Return both (modAL 0.4.2.x) or the indices only (0.4.1).
+
+    Returns
+    -------
+    tuple of ndarray or ndarray
+        ``(indices, scores)`` with ``with_scores``, else ``indices``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> format_result(np.array([3, 1]), np.array([-0.5, -0.2]), with_scores=False)
+    array([3, 1])
+    """
     return (indices, scores) if with_scores else indices

@@ -31,12 +31,28 @@ __all__ = [
 def check_constraints(obj: Any, constraints: dict[str, tuple[Any, str]]) -> None:
     """Check an estimator's parameters at call time, as scikit-learn does.
 
-    ``constraints`` maps a parameter name to ``(check, what was expected)``.
+    Parameters
+    ----------
+    obj : object
+        The estimator; each parameter is read with ``getattr``.
+    constraints : dict of str to (callable, str)
+        Maps a parameter name to ``(check, what was expected)``; ``check(value)``
+        returns whether the value is valid.
 
     Raises
     ------
     ValueError
         Naming the first parameter whose ``check`` fails, and what was expected.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> constraints = {"depth": (is_positive_int, "an integer >= 1")}
+    >>> check_constraints(SimpleNamespace(depth=3), constraints)  # valid: returns None
+    >>> check_constraints(SimpleNamespace(depth=0), constraints)
+    Traceback (most recent call last):
+    ...
+    ValueError: depth must be an integer >= 1; got 0.
     """
     for name, (check, expected) in constraints.items():
         value = getattr(obj, name)
@@ -45,12 +61,45 @@ def check_constraints(obj: Any, constraints: dict[str, tuple[Any, str]]) -> None
 
 
 def is_positive_int(value: Any) -> bool:
-    """An integer >= 1 (numpy integers too, not bools)."""
+    """Whether ``value`` is an integer >= 1 (numpy integers too, not bools).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    bool
+        True for an integer >= 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [bool(is_positive_int(v)) for v in (np.int64(2), 0, True, 1.0)]
+    [True, False, False, False]
+    """
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def is_non_negative_real(value: Any) -> bool:
-    """A finite real >= 0 (not a bool)."""
+    """Whether ``value`` is a finite real >= 0 (not a bool).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    bool
+        True for a finite real >= 0.
+
+    Examples
+    --------
+    >>> [bool(is_non_negative_real(v)) for v in (0, 2.5, float("inf"), -1e-3, True)]
+    [True, True, False, False, False]
+    """
     return (
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
@@ -60,16 +109,71 @@ def is_non_negative_real(value: Any) -> bool:
 
 
 def is_positive_real(value: Any) -> bool:
-    """A finite real > 0 (not a bool)."""
+    """Whether ``value`` is a finite real > 0 (not a bool).
+
+    Parameters
+    ----------
+    value : object
+        The value to check.
+
+    Returns
+    -------
+    bool
+        True for a finite real > 0.
+
+    Examples
+    --------
+    >>> [bool(is_positive_real(v)) for v in (0.5, 0, float("nan"), False)]
+    [True, False, False, False]
+    """
     return is_non_negative_real(value) and value > 0
 
 
 def n_rows(X: Any) -> int:
+    """Number of samples in ``X``: its first dimension, or its length.
+
+    Parameters
+    ----------
+    X : array-like, torch.Tensor, pandas object or sequence
+        The samples.
+
+    Returns
+    -------
+    int
+        ``X.shape[0]`` when ``X`` has a shape, else ``len(X)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> n_rows(np.zeros((4, 2))), n_rows([[1, 2], [3, 4]])
+    (4, 2)
+    """
     return int(X.shape[0]) if hasattr(X, "shape") else len(X)
 
 
 def take_rows(X: Any, indices: np.ndarray) -> Any:
-    """``X[indices]`` for numpy arrays, tensors, pandas objects and lists."""
+    """``X[indices]`` for numpy arrays, tensors, pandas objects and lists.
+
+    Parameters
+    ----------
+    X : ndarray, torch.Tensor, pandas object or sequence
+        The samples.
+    indices : ndarray of int
+        Positions of the rows to take (pandas objects by position, ``iloc``).
+
+    Returns
+    -------
+    ndarray, torch.Tensor, pandas object or list
+        The rows, of the type of ``X`` (a list for any other sequence).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> take_rows(torch.arange(5), np.array([3, 0]))
+    tensor([3, 0])
+    >>> take_rows(["a", "b", "c"], np.array([2, 1]))
+    ['c', 'b']
+    """
     if isinstance(X, torch.Tensor):
         return X[torch.as_tensor(indices, device=X.device)]
     if hasattr(X, "iloc"):
@@ -119,6 +223,16 @@ def check_data(X: Any, name: str, *, allow_non_numeric: bool = False) -> Any:
         If ``X`` is not array-like.
     ValueError
         If ``X`` is empty, scalar, or holds NaN/inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_data([[0.0, 1.0], [2.0, 3.0]], "X_pool").shape
+    (2, 2)
+    >>> check_data(np.array([[0.0], [np.nan]]), "X_pool")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X_pool holds NaN or infinite values in 1 sample(s) (first rows: [1]); ...
     """
     if X is None:
         raise TypeError(f"{name} must be an array-like or torch.Tensor, got None.")
@@ -143,7 +257,36 @@ def check_data(X: Any, name: str, *, allow_non_numeric: bool = False) -> Any:
 
 
 def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: str) -> None:
-    """Raise if samples of ``X`` and ``reference`` have different shapes."""
+    """Raise if samples of ``X`` and ``reference`` have different shapes.
+
+    Data without a ``shape`` (lists of images of different sizes) is not checked.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor
+        The samples to check.
+    name : str
+        Name of ``X`` in the error message.
+    reference : array-like or torch.Tensor
+        Samples of the shape the network expects.
+    reference_name : str
+        Name of ``reference`` in the error message.
+
+    Raises
+    ------
+    ValueError
+        If both have a shape and their per-sample shapes differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_same_sample_shape(np.zeros((5, 3)), "X_pool", np.zeros((2, 3)), "X_reference")
+    >>> X_pool, X_reference = np.zeros((5, 4)), np.zeros((2, 3))
+    >>> check_same_sample_shape(X_pool, "X_pool", X_reference, "X_reference")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X_pool has samples of shape (4,), but X_reference has samples of shape (3,): ...
+    """
     shape = tuple(getattr(X, "shape", ())[1:])
     ref_shape = tuple(getattr(reference, "shape", ())[1:])
     if shape and ref_shape and shape != ref_shape:
@@ -154,7 +297,37 @@ def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: s
 
 
 def check_n_instances(n_instances: Any, n_pool: int) -> int:
-    """Validate ``n_instances`` against the pool size."""
+    """Validate ``n_instances`` against the pool size.
+
+    Parameters
+    ----------
+    n_instances : object
+        The requested number of samples.
+    n_pool : int
+        Number of pool samples.
+
+    Returns
+    -------
+    int
+        ``n_instances`` as a Python int.
+
+    Raises
+    ------
+    TypeError
+        If ``n_instances`` is not an integer (bools are refused).
+    ValueError
+        If it is not between 1 and ``n_pool``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_n_instances(np.int64(3), n_pool=10)
+    3
+    >>> check_n_instances(11, n_pool=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_instances must be between 1 and the pool size (10), got 11.
+    """
     if isinstance(n_instances, bool) or not isinstance(n_instances, numbers.Integral):
         raise TypeError(f"n_instances must be an integer, got {n_instances!r}.")
     if not 1 <= n_instances <= n_pool:
@@ -165,13 +338,32 @@ def check_n_instances(n_instances: Any, n_pool: int) -> int:
 
 
 def check_query_size(n_instances: Any, budget: Any, n_pool: int) -> int | None:
-    """A query's size: ``n_instances`` (1 by default), or None when a valid ``budget``
-    replaces it.
+    """A query's size: ``n_instances`` (1 by default), or None when a valid ``budget`` replaces it.
+
+    Parameters
+    ----------
+    n_instances : int or None
+        The requested number of samples.
+    budget : float or None
+        The requested annotation budget.
+    n_pool : int
+        Number of pool samples.
+
+    Returns
+    -------
+    int or None
+        The checked ``n_instances`` (1 when neither is given), or None with a
+        ``budget``.
 
     Raises
     ------
     TypeError, ValueError
         For an invalid ``n_instances`` or ``budget``, or both given.
+
+    Examples
+    --------
+    >>> check_query_size(None, None, n_pool=10), check_query_size(None, 2.5, n_pool=10)
+    (1, None)
     """
     if budget is None:
         return check_n_instances(1 if n_instances is None else n_instances, n_pool)
@@ -185,14 +377,71 @@ def check_query_size(n_instances: Any, budget: Any, n_pool: int) -> int | None:
 
 
 def within_budget(ranking: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarray:
-    """The longest prefix of ``ranking`` whose summed ``costs`` stays within ``budget``
-    (at least one sample)."""
+    """The longest prefix of ``ranking`` whose summed ``costs`` stays within ``budget``.
+
+    At least one sample is selected, even if it alone costs more.
+
+    Parameters
+    ----------
+    ranking : ndarray of int
+        Pool indices, best first.
+    costs : ndarray of float
+        Annotation cost of every pool sample (indexed by pool index).
+    budget : float
+        The total cost allowed.
+
+    Returns
+    -------
+    ndarray of int
+        The selected prefix of ``ranking``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> costs = np.array([1.0, 3.0, 2.0, 1.0])
+    >>> within_budget(np.array([2, 0, 1, 3]), costs, budget=3.5)
+    array([2, 0])
+    >>> within_budget(np.array([1, 0]), costs, budget=2.0)  # at least one sample
+    array([1])
+    """
     spent = np.cumsum(costs[ranking])
     return ranking[: max(1, int(np.searchsorted(spent, budget, side="right")))]
 
 
 def to_index_labels(y: Any, name: str, n_classes: int | None = None) -> np.ndarray:
-    """Class-index labels as an int64 array; raise naming ``name`` otherwise."""
+    """Class-index labels as an int64 array; raise naming ``name`` otherwise.
+
+    Parameters
+    ----------
+    y : array-like or torch.Tensor
+        Labels, of shape ``(n,)`` or ``(n, 1)``; integral floats are accepted.
+    name : str
+        Argument name used in error messages.
+    n_classes : int, optional
+        When given, every label must lie in ``0 .. n_classes - 1``.
+
+    Returns
+    -------
+    ndarray of int64 of shape (n,)
+        The labels.
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is None or does not hold numbers.
+    ValueError
+        If ``y`` is not one-dimensional, holds non-integral values, or labels
+        outside the classes.
+
+    Examples
+    --------
+    >>> to_index_labels([[0.0], [2.0]], "y_labeled", n_classes=3)
+    array([0, 2])
+    >>> to_index_labels([0, 3], "y_labeled", n_classes=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: y_labeled holds labels [3] outside the classifier's classes 0..2.
+    """
     if y is None:
         raise TypeError(f"{name} must be an array of class indices, got None.")
     arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)

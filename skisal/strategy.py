@@ -335,6 +335,33 @@ class InfluenceQueryStrategy(BaseEstimator):
         skisal.SolverDivergenceError
             If LiSSA diverges at a fixed scale or the damped Hessian is not
             positive definite (CG, exact).
+
+        Examples
+        --------
+        In a modAL loop the learner calls it with itself and the pool; its
+        ``X_training`` and ``y_training`` give the Hessian's labelled data:
+
+        >>> import numpy as np, torch
+        >>> from modAL.models import ActiveLearner
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import InfluenceQueryStrategy
+        >>> X = np.random.RandomState(0).randn(60, 4).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=5,
+        ...     train_split=None, verbose=0)
+        >>> strategy = InfluenceQueryStrategy(X[20:30], y[20:30], random_state=0)
+        >>> learner = ActiveLearner(estimator=net, query_strategy=strategy,
+        ...                         X_training=X[:20], y_training=y[:20])
+        >>> idx, X_selected = learner.query(X[30:], n_instances=4)
+        >>> X_selected.shape, bool(np.all(np.diff(strategy.scores_[idx]) >= 0))
+        ((4, 4), True)
+
+        By annotation cost instead (1 per sample for a classifier):
+
+        >>> idx, _ = learner.query(X[30:], budget=2.5)
+        >>> len(idx), strategy.query_cost_
+        (2, 2.0)
         """
         key = (id(classifier), id(X_pool), n_instances, budget, id(X_labeled), id(y_labeled))
         pending = self.__dict__.pop("_pending_failure", None)

@@ -8,20 +8,19 @@
   else an ``__all__`` re-exports it. A name added to any ``__all__`` (e.g. in
   ``skisal.detection``) appears without editing the docs; a new public module
   too.
+* :func:`value_paths` lists the documented constants and class attributes, which
+  ``docs/conf.py`` leaves out of numpydoc's validation (their ``#:`` comments hold no
+  doctest).
 * :func:`reset_argv` gives sphinx-gallery's examples their command line: the
   CPU-sized ``--quick`` mode.
-* :func:`add_missing_example_titles` titles a gallery page whose example's
-  docstring has no reST title.
 """
 
 from __future__ import annotations
 
-import ast
 import atexit
 import importlib
 import inspect
 import pkgutil
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,46 +48,11 @@ KINDS = (
 
 def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
     """``sys.argv[1:]`` for an example run by sphinx-gallery: its ``--quick`` mode.
-
-    Also gives the example its own docstring as ``__doc__``, as when it runs as a script
-    (sphinx-gallery sets it to ""; an ``argparse`` description may read it).
     """
     src = Path(script_vars["src_file"])
-    namespace = script_vars.get("example_globals")
-    if isinstance(namespace, dict):
-        namespace["__doc__"] = ast.get_docstring(ast.parse(src.read_text()), clean=False) or ""
     tmp = tempfile.mkdtemp(prefix="skisal-docs-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     return ["--quick"] + [arg.format(tmp=tmp) for arg in EXAMPLE_ARGV.get(src.name, [])]
-
-
-_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}\s*$")
-
-
-def add_missing_example_titles(app: Any, docname: str, source: list[str]) -> None:
-    """Give a gallery page a title when its example's docstring has none.
-
-    sphinx-gallery expects the docstring to open with an underlined reST title; without
-    one the page has no title and the gallery's links to it fail. The first line of the
-    docstring becomes the title (the whole first paragraph, when it is one line).
-    """
-    if not docname.startswith("auto_examples/") or docname.endswith(("/index", "_times")):
-        return
-    lines = source[0].split("\n")
-    label = next((i for i, line in enumerate(lines) if line.startswith(".. _sphx_glr_")), None)
-    if label is None:
-        return
-    start = next((i for i in range(label + 1, len(lines)) if lines[i].strip()), None)
-    if start is None or (start + 1 < len(lines) and _UNDERLINE.match(lines[start + 1])):
-        return
-    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
-    title = lines[start].strip().rstrip(".")
-    heading = [title, "=" * len(title), ""]
-    if end == start + 1:  # a one-line paragraph: it is the title
-        lines[start : start + 1] = heading[:2]
-    else:
-        lines[start:start] = heading
-    source[0] = "\n".join(lines)
 
 
 def public_modules(package: str = "skisal") -> list[str]:
@@ -128,6 +92,35 @@ def _catalogue(modules: list[str]) -> tuple[dict[str, list[tuple[str, str]]], di
             if id(obj) not in where or kind == "data":
                 where[id(obj)] = f"{module_name}.{name}"
     return entries, where
+
+
+def value_paths(package: str = "skisal") -> list[str]:
+    """The documented path of every constant, type alias and class attribute of the API.
+
+    Constants and type aliases come from every public ``__all__``; class attributes are
+    the non-callable values a documented class defines itself (``needs_hessian``,
+    ``default_curvature``, dataclass defaults), at the class's documented path.
+    """
+    modules = public_modules(package)
+    entries, where = _catalogue(modules)
+    paths = set()
+    for module_name, names in entries.items():
+        module = importlib.import_module(module_name)
+        for name, kind in names:
+            obj = getattr(module, name)
+            path = where[id(obj)]
+            if kind == "data":
+                paths.add(path)
+            elif inspect.isclass(obj) and path == f"{module_name}.{name}":
+                paths.update(
+                    f"{path}.{attr}"
+                    for attr, value in vars(obj).items()
+                    if not attr.startswith("_")
+                    and not inspect.isroutine(value)
+                    and not inspect.isclass(value)
+                    and not isinstance(value, property | staticmethod | classmethod)
+                )
+    return sorted(paths)
 
 
 def _short_literal(obj: Any) -> bool:

@@ -19,11 +19,40 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
     :class:`SkorchClassifierAdapter`; a bare torchvision FCOS, RetinaNet or
     Faster R-CNN module gets a :class:`skisal.detection.DetectionAdapter`.
 
+    Parameters
+    ----------
+    estimator : object
+        The estimator to score (a modAL learner's ``estimator``), or a
+        Pipeline ending in one.
+    adapter : ModelAdapter, optional
+        An explicit adapter, returned as it is.
+
+    Returns
+    -------
+    ModelAdapter
+        ``adapter``, or a new adapter for ``estimator``'s family.
+
     Raises
     ------
     TypeError
         If ``adapter`` is not a :class:`ModelAdapter`, or no adapter is known
         for ``estimator``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter, resolve_adapter
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+    ...     module__out_features=2)
+    >>> resolve_adapter(net)
+    SkorchClassifierAdapter(top_k=1)
+    >>> resolve_adapter(net, SkorchClassifierAdapter(top_k=2))
+    SkorchClassifierAdapter(top_k=2)
+    >>> resolve_adapter(torch.nn.Linear(4, 2))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: classifier must be a skorch NeuralNet/NeuralNetClassifier, ... got Linear. ...
     """
     if adapter is not None:
         if not isinstance(adapter, ModelAdapter):

@@ -36,6 +36,35 @@ class ModelAdapter(ABC):
     adapter instance can serve a learner whose estimator is refitted every
     round. Outputs may be a tensor or a tuple/list/dict of tensors whose first
     dimension is the batch.
+
+    Examples
+    --------
+    An adapter for a bare ``nn.Module`` classifier on arrays: the five
+    abstract methods suffice (:class:`SkorchClassifierAdapter` adds the checks
+    and skorch's conventions):
+
+    >>> import numpy as np, torch
+    >>> from torch import nn
+    >>> from skisal import InfluenceQueryStrategy, ModelAdapter
+    >>> class ModuleAdapter(ModelAdapter):
+    ...     def get_module(self, estimator):
+    ...         return estimator
+    ...     def get_inputs(self, estimator, X, indices, device):
+    ...         return torch.as_tensor(X[indices], device=device)
+    ...     def get_targets(self, estimator, y, indices, device):
+    ...         return torch.as_tensor(y[indices], device=device)
+    ...     def per_sample_loss(self, estimator, outputs, targets):
+    ...         return nn.functional.cross_entropy(outputs, targets, reduction="none")
+    ...     def pseudo_label_loss(self, estimator, outputs):
+    ...         labels = outputs.detach().argmax(dim=1)  # top-1 prediction, fixed
+    ...         return self.per_sample_loss(estimator, outputs, labels)
+    >>> _ = torch.manual_seed(0)
+    >>> X = np.random.RandomState(0).randn(30, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> strategy = InfluenceQueryStrategy(X[:10], y[:10], adapter=ModuleAdapter(),
+    ...     X_labeled=X[10:20], y_labeled=y[10:20])
+    >>> strategy.influence(nn.Linear(3, 2), X[20:]).shape
+    (10,)
     """
 
     #: Parameter selection used when the strategy's ``parameters`` is None.
@@ -52,25 +81,106 @@ class ModelAdapter(ABC):
     def check_estimator(self, estimator: Any) -> None:
         """Raise if ``estimator`` cannot be scored (wrong type, not fitted).
 
+        The default accepts any estimator.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+
         Raises
         ------
         TypeError
             If the estimator is not of the family this adapter handles.
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss)
+        >>> SkorchClassifierAdapter().check_estimator(net)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        skorch.exceptions.NotInitializedError: This NeuralNetClassifier instance is not ...
         """
         return None
 
     @abstractmethod
     def get_module(self, estimator: Any) -> nn.Module:
-        """Return the ``nn.Module`` whose parameters are differentiated."""
+        """Return the ``nn.Module`` whose parameters are differentiated.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator, fitted.
+
+        Returns
+        -------
+        torch.nn.Module
+            The user's module; the engine never writes to it.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.get_module(net) is net.module_
+        True
+        """
 
     def get_device(self, estimator: Any) -> torch.device:
-        """Device the module lives on (that of its first parameter)."""
+        """Device the module lives on (that of its first parameter).
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator, fitted.
+
+        Returns
+        -------
+        torch.device
+            Where the engine computes unless the strategy's ``device`` says otherwise.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.get_device(net)
+        device(type='cpu')
+        """
         return next(self.get_module(estimator).parameters()).device
 
     def n_samples(self, X: Any) -> int:
-        """Number of samples in ``X``."""
+        """Number of samples in ``X``.
+
+        Parameters
+        ----------
+        X : object
+            Samples, as :meth:`check_inputs` returned them.
+
+        Returns
+        -------
+        int
+            ``len(X)`` by default.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skisal import SkorchClassifierAdapter
+        >>> SkorchClassifierAdapter().n_samples(np.zeros((5, 4)))
+        5
+        """
         return len(X)
 
     @abstractmethod
@@ -80,11 +190,68 @@ class ModelAdapter(ABC):
         Preprocessing the estimator applies before the network (a
         ``Pipeline``'s earlier steps) happens here, one batch at a time, so
         that memory does not grow with the pool.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        X : object
+            Samples, as :meth:`check_inputs` returned them.
+        indices : ndarray of int
+            The samples in the batch.
+        device : torch.device
+            Where the batch goes.
+
+        Returns
+        -------
+        object
+            What :meth:`encode` and :meth:`forward` receive.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> X = np.zeros((10, 4), dtype=np.float64)
+        >>> batch = adapter.get_inputs(net, X, np.arange(3), torch.device("cpu"))
+        >>> batch.shape, batch.dtype  # in the module's dtype
+        (torch.Size([3, 4]), torch.float32)
         """
 
     @abstractmethod
     def get_targets(self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device) -> Any:
-        """Training targets for the samples ``y[indices]``, on ``device``."""
+        """Training targets for the samples ``y[indices]``, on ``device``.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        y : object
+            Targets, as :meth:`check_targets` returned them.
+        indices : ndarray of int
+            The samples in the batch.
+        device : torch.device
+            Where the batch goes.
+
+        Returns
+        -------
+        object
+            What :meth:`per_sample_loss` receives as ``targets``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.get_targets(net, np.array([2, 0, 1]), np.array([0, 2]), torch.device("cpu"))
+        tensor([2, 1])
+        """
 
     def encode(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:
         """Work on ``inputs`` that no tracked parameter influences; default: none.
@@ -93,18 +260,81 @@ class ModelAdapter(ABC):
         output of :meth:`get_inputs`; :meth:`forward` receives the result. A
         detector computes its backbone features here, once per batch, when
         only head layers are tracked (see :meth:`check_parameters`).
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        module : torch.nn.Module
+            The module, with its own parameters.
+        inputs : object
+            A batch from :meth:`get_inputs`.
+
+        Returns
+        -------
+        object
+            What :meth:`forward` receives; ``inputs`` itself by default.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal import SkorchClassifierAdapter
+        >>> inputs = torch.zeros(2, 4)
+        >>> SkorchClassifierAdapter().encode(None, torch.nn.Linear(4, 3), inputs) is inputs
+        True
         """
         return inputs
 
     def encoded_nbytes(self, encoded: Any) -> int:
-        """Memory held by one :meth:`encode` result (for the engine's cache budget)."""
+        """Memory held by one :meth:`encode` result (for the engine's cache budget).
+
+        Parameters
+        ----------
+        encoded : object
+            A result of :meth:`encode`.
+
+        Returns
+        -------
+        int
+            Bytes; 0 by default (with ``input_cache_bytes = 0`` nothing is cached).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal import SkorchClassifierAdapter
+        >>> SkorchClassifierAdapter().encoded_nbytes(torch.zeros(2, 4))
+        0
+        """
         return 0
 
     def check_parameters(self, estimator: Any, names: list[str]) -> None:
         """Raise ``ValueError`` if the tracked parameters ``names`` cannot be scored.
 
         An adapter whose :meth:`encode` runs part of the network without
-        gradients refuses parameters of that part here.
+        gradients refuses parameters of that part here. The default accepts
+        any.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        names : list of str
+            Names of the selected parameters (``module.named_parameters()`` names).
+
+        Raises
+        ------
+        ValueError
+            If a parameter cannot be differentiated through this adapter.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.check_parameters(net, ["weight", "bias"])  # any parameter is fine
         """
         return None
 
@@ -114,20 +344,105 @@ class ModelAdapter(ABC):
         The default accepts arrays, tensors and pandas objects of finite
         numbers (anything a Pipeline's first steps encode, for a Pipeline).
 
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        X : object
+            The samples.
+        argument : str
+            Name used in error messages (``"X_pool"``, ``"X_reference"``).
+
+        Returns
+        -------
+        object
+            ``X``, or ``numpy.asarray(X)`` for a list.
+
         Raises
         ------
         TypeError, ValueError
             Naming ``argument``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.check_inputs(net, [[0.0, 1.0, 2.0, 3.0]], "X_pool").shape
+        (1, 4)
+        >>> adapter.check_inputs(net, None, "X_pool")
+        Traceback (most recent call last):
+        ...
+        TypeError: X_pool must be an array-like or torch.Tensor, got None.
         """
         return check_data(X, argument, allow_non_numeric=hasattr(estimator, "steps"))
 
     def check_compatible(self, X: Any, argument: str, reference: Any, reference_name: str) -> None:
-        """Raise ``ValueError`` if samples of ``X`` cannot go through the same network as
-        those of ``reference`` (default: same per-sample shape)."""
+        """Raise ``ValueError`` if samples of ``X`` and ``reference`` need different networks.
+
+        The default requires the same per-sample shape (when both have a shape).
+
+        Parameters
+        ----------
+        X : object
+            Samples, as :meth:`check_inputs` returned them.
+        argument : str
+            Name of ``X`` in error messages.
+        reference : object
+            Samples of the kind the network takes (the labelled or reference set).
+        reference_name : str
+            Name of ``reference`` in error messages.
+
+        Raises
+        ------
+        ValueError
+            If the samples are not compatible.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skisal import SkorchClassifierAdapter
+        >>> X_pool, X_reference = np.zeros((5, 3)), np.zeros((2, 4))
+        >>> SkorchClassifierAdapter().check_compatible(X_pool, "X_pool", X_reference,
+        ...     "X_reference")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: X_pool has samples of shape (3,), but X_reference has samples of shape (4,): ...
+        """
         check_same_sample_shape(X, argument, reference, reference_name)
 
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:
-        """Run ``module`` on ``inputs``; the engine swaps in its own parameters."""
+        """Run ``module`` on ``inputs``; the engine swaps in its own parameters.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        module : torch.nn.Module
+            The module (called through :func:`torch.func.functional_call`).
+        inputs : object
+            A result of :meth:`encode`.
+
+        Returns
+        -------
+        object
+            The outputs: a tensor, or a tuple/list/dict of tensors with the
+            batch first; ``module(inputs)`` by default.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.forward(net, net.module_, torch.zeros(2, 4)).shape
+        torch.Size([2, 3])
+        """
         return module(inputs)
 
     @abstractmethod
@@ -136,6 +451,32 @@ class ModelAdapter(ABC):
 
         Its mean over the labelled set is the training objective whose Hessian
         ISAL inverts, and its mean over the reference set is ``l(R)``.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        outputs : object
+            Outputs of :meth:`forward` on a batch.
+        targets : object
+            The batch's targets from :meth:`get_targets`.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            Differentiable with respect to ``outputs``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> adapter.per_sample_loss(net, outputs, torch.tensor([0, 1]))
+        tensor([0.2395, 1.0986])
         """
 
     @abstractmethod
@@ -144,6 +485,30 @@ class ModelAdapter(ABC):
 
         Pseudo-labels must be computed from *detached* outputs, so that the
         gradient of this loss is the gradient ``G_z`` at fixed pseudo-labels.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        outputs : object
+            Outputs of :meth:`forward` on a batch.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            Differentiable with respect to ``outputs``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+        >>> adapter.pseudo_label_loss(net, outputs)  # against classes 0 and 1
+        tensor([0.2395, 0.0949])
         """
 
     def pseudo_label_summary(self, estimator: Any, outputs: Any) -> dict[str, torch.Tensor]:
@@ -154,23 +519,70 @@ class ModelAdapter(ABC):
         count), which a query budget counts against (default: 1 per sample);
         ``"deferred"`` (bool), samples ranked after every other one whatever
         their influence (a detector's images without any prediction).
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        outputs : object
+            Detached outputs of :meth:`forward` on a batch.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Empty by default.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal import SkorchClassifierAdapter
+        >>> SkorchClassifierAdapter().pseudo_label_summary(None, torch.zeros(2, 3))
+        {}
         """
         return {}
 
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
     ) -> Any:
-        """Validate targets passed as ``argument`` and return them in the form
-        :meth:`get_targets` indexes.
+        """Validate targets passed as ``argument``; return them as :meth:`get_targets` indexes them.
 
-        ``probe_outputs`` are the module's outputs on one sample, for checks
-        that need the output size (e.g. the number of classes); ``X`` are the
-        samples the targets belong to.
+        The default returns ``y`` unchanged.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        y : object
+            The targets.
+        argument : str
+            Name used in error messages (``"y_reference"``, ``"y_labeled"``).
+        probe_outputs : object
+            The module's outputs on one sample, for checks that need the
+            output size (e.g. the number of classes).
+        X : object, optional
+            The samples the targets belong to.
+
+        Returns
+        -------
+        object
+            The targets, in the form :meth:`get_targets` indexes.
 
         Raises
         ------
         ValueError, TypeError
             If the targets cannot be scored by this model.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> adapter = SkorchClassifierAdapter()
+        >>> probe = net.module_(torch.zeros(1, 4))
+        >>> adapter.check_targets(net, [2.0, 0.0], "y_labeled", probe)
+        array([2, 0])
         """
         return y
 

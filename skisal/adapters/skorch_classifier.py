@@ -106,6 +106,18 @@ class SkorchClassifierAdapter(ModelAdapter):
             or its criterion is not ``CrossEntropyLoss`` or ``NLLLoss``.
         sklearn.exceptions.NotFittedError
             If the net is not fitted (skorch's ``NotInitializedError``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNet
+        >>> from skisal import SkorchClassifierAdapter
+        >>> regressor = NeuralNet(torch.nn.Linear, module__in_features=4, module__out_features=1,
+        ...     criterion=torch.nn.MSELoss).initialize()
+        >>> SkorchClassifierAdapter().check_estimator(regressor)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: the skorch net's criterion is MSELoss; SkorchClassifierAdapter supports ...
         """
         from skorch import NeuralNet
 
@@ -141,6 +153,20 @@ class SkorchClassifierAdapter(ModelAdapter):
         Returns
         -------
         torch.nn.Module
+            The network, not a copy.
+
+        Examples
+        --------
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> pipeline = make_pipeline(StandardScaler(), net)
+        >>> SkorchClassifierAdapter().get_module(pipeline) is net.module_
+        True
         """
         return self._net(estimator).module_
 
@@ -165,6 +191,23 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor
             The batch, floating point in the module's dtype.
+
+        Examples
+        --------
+        >>> from sklearn.pipeline import make_pipeline
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> X = np.arange(20.0).reshape(5, 4)
+        >>> pipeline = make_pipeline(StandardScaler().fit(X), net)
+        >>> batch = SkorchClassifierAdapter().get_inputs(pipeline, X, np.array([0, 4]),
+        ...                                              torch.device("cpu"))
+        >>> batch  # scaled by the Pipeline's first step, in float32
+        tensor([[-1.4142, -1.4142, -1.4142, -1.4142],
+                [ 1.4142,  1.4142,  1.4142,  1.4142]])
         """
         preprocess, _ = _split_pipeline(estimator)
         rows = take_rows(X, indices)
@@ -199,6 +242,15 @@ class SkorchClassifierAdapter(ModelAdapter):
         Returns
         -------
         torch.Tensor of int64
+            The batch's labels.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal import SkorchClassifierAdapter
+        >>> y = torch.tensor([2, 0, 1], dtype=torch.int32)
+        >>> SkorchClassifierAdapter().get_targets(None, y, np.array([2, 0]), torch.device("cpu"))
+        tensor([1, 2])
         """
         labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         return torch.as_tensor(labels[indices], dtype=torch.long).to(device)
@@ -224,6 +276,7 @@ class SkorchClassifierAdapter(ModelAdapter):
         Returns
         -------
         ndarray of int64
+            The labels.
 
         Raises
         ------
@@ -232,6 +285,22 @@ class SkorchClassifierAdapter(ModelAdapter):
             outside the classes or is not integral.
         TypeError
             If the labels are not integer class indices.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> probe = net.module_(torch.zeros(1, 4))  # 3 classes
+        >>> SkorchClassifierAdapter().check_targets(net, [0, 2, 1], "y_reference", probe)
+        array([0, 2, 1])
+        >>> adapter = SkorchClassifierAdapter(top_k=3)  # as many as the classes
+        >>> adapter.check_targets(net, [0, 2, 1], "y_reference", probe)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: top_k=3 must be smaller than the number of classes (3): ...
         """
         n_classes = int(probe_outputs.shape[1])
         if self.top_k >= n_classes:
@@ -265,6 +334,16 @@ class SkorchClassifierAdapter(ModelAdapter):
         ------
         TypeError
             If the module does not return a two-dimensional tensor.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal import SkorchClassifierAdapter
+        >>> class WithFeatures(torch.nn.Module):  # returns (logits, features)
+        ...     def forward(self, X):
+        ...         return X[:, :3], X
+        >>> SkorchClassifierAdapter().forward(None, WithFeatures(), torch.zeros(2, 5)).shape
+        torch.Size([2, 3])
         """
         out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
         out = out[0] if isinstance(out, tuple | list) else out
@@ -304,6 +383,18 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n, n_classes)
             Probabilities.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> logits = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+        >>> SkorchClassifierAdapter().probabilities(net, logits)  # softmax of logits
+        tensor([[0.3333, 0.3333, 0.3333],
+                [0.7870, 0.1065, 0.1065]])
         """
         kind = self._outputs_kind(estimator)
         if kind == "logits":
@@ -333,6 +424,20 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n,)
             As skorch's ``get_loss`` computes it, before the reduction.
+
+        Examples
+        --------
+        ``NeuralNetClassifier``'s default ``NLLLoss`` on a module that returns
+        probabilities: the loss is ``-log p`` of the true class.
+
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 2),
+        ...     torch.nn.Softmax(dim=-1))).initialize()
+        >>> probabilities = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+        >>> SkorchClassifierAdapter().per_sample_loss(net, probabilities, torch.tensor([0, 0]))
+        tensor([0.6931, 0.1054])
         """
         return self._criterion(estimator)(self._log_input(estimator, outputs), targets)
 
@@ -354,6 +459,19 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n,)
             The weighted per-sample losses.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
+        >>> SkorchClassifierAdapter(top_k=1).pseudo_label_loss(net, logits)  # class 0
+        tensor([0.4076])
+        >>> SkorchClassifierAdapter(top_k=2).pseudo_label_loss(net, logits)  # classes 0 and 1
+        tensor([0.6765])
         """
         criterion = self._criterion(estimator)
         log_input = self._log_input(estimator, outputs)

@@ -30,6 +30,16 @@ LR_SCHEDULES = (None, "cosine")
 def detector_num_classes(module: nn.Module) -> int:
     """Classes (background included) a torchvision FCOS, RetinaNet or Faster R-CNN predicts.
 
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The detector.
+
+    Returns
+    -------
+    int
+        Its number of classes, the background label 0 included.
+
     Raises
     ------
     TypeError
@@ -301,6 +311,17 @@ class TorchvisionDetector(BaseEstimator):
             and the image).
         FloatingPointError
             If the training loss becomes NaN or infinite (lower ``lr``).
+
+        Examples
+        --------
+        >>> from skisal.detection import TorchvisionDetector, make_shapes
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
+        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
+        >>> detector.n_images_seen_, detector.num_classes_, len(detector.history_)
+        (2, 4, 1)
+        >>> sorted(detector.history_[0])  # FCOS's loss terms and their sum
+        ['bbox_ctrness', 'bbox_regression', 'classification', 'loss']
         """
         unknown = set(fit_params) - {"force_all_finite"}
         if unknown:
@@ -396,6 +417,16 @@ class TorchvisionDetector(BaseEstimator):
             If ``fit`` has not been called.
         ValueError, TypeError
             For invalid images.
+
+        Examples
+        --------
+        >>> from skisal.detection import TorchvisionDetector, make_shapes
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
+        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
+        >>> detections = detector.predict(X)
+        >>> len(detections), sorted(detections[0]), detections[0]["boxes"].shape[1]
+        (2, ['boxes', 'labels', 'scores'], 4)
         """
         self._check_fitted()
         images = check_images(X, "X")
@@ -433,6 +464,22 @@ class TorchvisionDetector(BaseEstimator):
             If ``fit`` has not been called.
         ValueError, TypeError
             For invalid images or targets.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.detection import as_object_array
+        >>> from skisal.detection import TorchvisionDetector, make_shapes
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
+        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
+        >>> 0.0 <= detector.score(X, y) <= 1.0
+        True
+        >>> no_boxes = as_object_array(
+        ...     {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+        ...     for _ in X)
+        >>> detector.score(X, no_boxes)
+        -1.0
         """
         return float(self.evaluate(X, y)["map"])
 
@@ -456,6 +503,20 @@ class TorchvisionDetector(BaseEstimator):
         ------
         sklearn.exceptions.NotFittedError
             If ``fit`` has not been called.
+        ValueError, TypeError
+            For invalid images or targets.
+
+        Examples
+        --------
+        >>> from skisal.detection import TorchvisionDetector, make_shapes
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
+        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
+        >>> results = detector.evaluate(X, y)
+        >>> {"map", "map_50", "map_75", "mar_100"} <= set(results)
+        True
+        >>> results["map"] == detector.score(X, y)
+        True
         """
         from torchmetrics.detection import MeanAveragePrecision
 

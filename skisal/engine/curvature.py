@@ -41,6 +41,8 @@ from .model import BoundModel, batches, dual_level
 
 __all__ = ["CURVATURES", "DampedHessian"]
 
+#: The curvature matrices ``H`` :class:`DampedHessian` takes products with (see the module
+#: docstring); the strategy's ``curvature`` accepts these and "auto".
 CURVATURES = ("gauss_newton", "hessian", "fisher")
 
 
@@ -92,6 +94,42 @@ class DampedHessian:
         methods, and the chunk size of full products.
     curvature : {"gauss_newton", "hessian", "fisher"}, default="gauss_newton"
         Which matrix ``H`` is (see the module docstring).
+
+    Attributes
+    ----------
+    n : int
+        Number of labelled samples.
+    hvp_count : int
+        Single-sample Hessian-vector products spent so far.
+
+    Raises
+    ------
+    ValueError
+        If ``curvature`` is not one of :data:`CURVATURES`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+    >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...                    torch.device("cpu"))
+    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+    >>> v = torch.ones(hessian.dim)
+    >>> bool(torch.allclose(hessian.matvec(v), hessian.dense(torch.float32) @ v, atol=1e-5))
+    True
+
+    For a model linear in its parameters, Gauss-Newton and the Hessian agree:
+
+    >>> exact = DampedHessian(model, X, y, damping=0.1, batch_size=8, curvature="hessian")
+    >>> bool(torch.allclose(exact.dense(), hessian.dense(), atol=1e-6))
+    True
     """
 
     def __init__(
@@ -116,6 +154,25 @@ class DampedHessian:
 
     @property
     def dim(self) -> int:
+        """Length of the flat parameter vector (``model.space.dim``).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+        >>> hessian.dim  # 2 x 3 weights and 2 biases
+        8
+        """
         return self.model.space.dim
 
     def _hvp(self, v: torch.Tensor, idx: np.ndarray, reuse: bool = False) -> torch.Tensor:
@@ -194,7 +251,42 @@ class DampedHessian:
         return space.flatten(result).to(v.dtype)
 
     def matvec(self, v: torch.Tensor, indices: np.ndarray | None = None) -> torch.Tensor:
-        """``(H_S + damping I) v`` with ``S`` = ``indices`` (default: all labelled samples)."""
+        """``(H_S + damping I) v`` with ``S`` = ``indices`` (default: all labelled samples).
+
+        Parameters
+        ----------
+        v : torch.Tensor of shape (dim,)
+            The vector.
+        indices : ndarray of int, optional
+            The samples ``S`` (a minibatch, for stochastic solvers). None: the
+            whole labelled set, whose encoded inputs the model may cache.
+
+        Returns
+        -------
+        torch.Tensor of shape (dim,)
+            The product, in ``v``'s dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+        >>> v = torch.randn(hessian.dim)
+        >>> hv = hessian.matvec(v)
+        >>> bool(torch.allclose(hv, hessian.dense(torch.float32) @ v, atol=1e-5))
+        True
+        >>> hessian.matvec(v, indices=np.array([0, 1])).shape  # a two-sample minibatch
+        torch.Size([8])
+        """
         full_pass = indices is None  # the same batches every call: encoded inputs are reused
         indices = np.arange(self.n) if indices is None else np.asarray(indices)
         out = self.damping * v
@@ -203,12 +295,77 @@ class DampedHessian:
         return out
 
     def sample(self, rng: np.random.RandomState, size: int | None = None) -> np.ndarray:
-        """Indices of a random minibatch (without replacement) of the labelled set."""
+        """Indices of a random minibatch (without replacement) of the labelled set.
+
+        Parameters
+        ----------
+        rng : numpy.random.RandomState
+            Source of the draw.
+        size : int, optional
+            Minibatch size; default ``batch_size``; at most the labelled set.
+
+        Returns
+        -------
+        ndarray of int
+            Distinct indices into the labelled set.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+        >>> rng = np.random.RandomState(0)
+        >>> len(hessian.sample(rng)), len(hessian.sample(rng, size=50))  # 20 samples in all
+        (8, 20)
+        """
         size = min(self.n, self.batch_size if size is None else size)
         return rng.choice(self.n, size=size, replace=False)
 
     def dense(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """The dense ``H + damping I`` (``dim x dim``), for small parameter counts."""
+        """The dense ``H + damping I`` (``dim x dim``), for small parameter counts.
+
+        One product per parameter and labelled batch: affordable up to a few
+        thousand parameters.
+
+        Parameters
+        ----------
+        dtype : torch.dtype, default=torch.float64
+            The matrix's dtype (products run in the parameters' dtype).
+
+        Returns
+        -------
+        torch.Tensor of shape (dim, dim)
+            Symmetric, on the parameters' device.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+        >>> matrix = hessian.dense()
+        >>> matrix.shape, bool(torch.equal(matrix, matrix.T))
+        (torch.Size([8, 8]), True)
+        >>> round(float(torch.linalg.eigvalsh(matrix)[0]), 6)  # PSD Gauss-Newton + damping
+        0.1
+        """
         if self.curvature == "gauss_newton":
             return self._dense_gauss_newton(dtype)
         if self.curvature == "fisher":

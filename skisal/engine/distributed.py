@@ -84,6 +84,24 @@ class ProcessGroup:
             This rank's indices (as :func:`numpy.array_split` cuts them).
         sizes : list of int
             The number of indices of every rank, in rank order.
+
+        Examples
+        --------
+        In a group of one process the only rank gets everything; with three,
+        rank 1 would get ``[4, 5, 6]`` of 10 and ``sizes`` would be
+        ``[4, 3, 3]``:
+
+        >>> import os, tempfile
+        >>> import torch.distributed as dist
+        >>> from skisal.engine.distributed import ProcessGroup
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> try:
+        ...     shard, sizes = ProcessGroup().shard(10)
+        ... finally:
+        ...     dist.destroy_process_group()
+        >>> shard, sizes
+        (array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), [10])
         """
         parts = np.array_split(np.arange(n), self.world_size)
         return parts[self.rank], [len(p) for p in parts]
@@ -111,6 +129,25 @@ class ProcessGroup:
         ------
         Exception
             Whatever ``compute`` raised on rank 0, re-raised on every rank.
+
+        Examples
+        --------
+        In a group of one process (``torchrun`` starts several, each running
+        the same code):
+
+        >>> import os, tempfile, torch
+        >>> import torch.distributed as dist
+        >>> from skisal.engine.distributed import ProcessGroup
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> try:
+        ...     group = ProcessGroup()
+        ...     result = group.broadcast_from_root(lambda: (torch.ones(2), {"n": 3}),
+        ...                                        torch.device("cpu"))
+        ... finally:
+        ...     dist.destroy_process_group()
+        >>> result
+        (tensor([1., 1.]), {'n': 3})
         """
         result: Any = None
         error: BaseException | None = None
@@ -164,6 +201,27 @@ class ProcessGroup:
         RuntimeError
             On the other ranks, naming the rank that failed (chained to its
             exception).
+
+        Examples
+        --------
+        In a group of one process (``torchrun`` starts several):
+
+        >>> import os, tempfile, torch
+        >>> import torch.distributed as dist
+        >>> from skisal.engine.distributed import ProcessGroup
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> try:
+        ...     group = ProcessGroup()
+        ...     total = group.run_everywhere(lambda: sum(range(4)))
+        ...     try:
+        ...         group.run_everywhere(lambda: 1 / 0)
+        ...     except ZeroDivisionError as exc:
+        ...         failure = repr(exc)
+        ... finally:
+        ...     dist.destroy_process_group()
+        >>> total, failure
+        (6, "ZeroDivisionError('division by zero')")
         """
         try:
             result, error = compute(), None
@@ -193,6 +251,24 @@ class ProcessGroup:
         -------
         torch.Tensor
             All rows, on ``local``'s device.
+
+        Examples
+        --------
+        In a group of one process (``torchrun`` starts several):
+
+        >>> import os, tempfile, torch
+        >>> import torch.distributed as dist
+        >>> from skisal.engine.distributed import ProcessGroup
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> try:
+        ...     group = ProcessGroup()
+        ...     shard, sizes = group.shard(3)
+        ...     rows = group.gather_rows(torch.tensor([0.5, 1.5, 2.5])[shard], sizes)
+        ... finally:
+        ...     dist.destroy_process_group()
+        >>> rows
+        tensor([0.5000, 1.5000, 2.5000])
         """
         longest = max(sizes)
         padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=self.device)

@@ -27,7 +27,7 @@ __all__ = ["InfluenceDiagnostics", "InfluenceEngine"]
 class InfluenceDiagnostics:
     """What one influence computation did; ``strategy.diagnostics_`` after a query.
 
-    Attributes
+    Parameters
     ----------
     solver : SolverReport
         The inverse-HVP solver's report (iterations, residual or norm trace).
@@ -45,6 +45,25 @@ class InfluenceDiagnostics:
         ``||grad l(R)||``; near zero means the model already fits R.
     timings : dict of str to float
         Seconds per phase: "reference_gradient", "s_test", "scoring".
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import InfluenceQueryStrategy
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X[:20], y[:20])
+    >>> strategy = InfluenceQueryStrategy(X[20:30], y[20:30], X_labeled=X[:20],
+    ...                                   y_labeled=y[:20])
+    >>> _ = strategy.influence(net, X[30:])
+    >>> d = strategy.diagnostics_
+    >>> d.solver.method, d.scoring_method, d.n_reference, d.n_labeled, d.n_pool, d.n_parameters
+    ('cg', 'forward', 10, 20, 10, 8)
+    >>> sorted(d.timings)
+    ['reference_gradient', 's_test', 'scoring']
     """
 
     solver: SolverReport
@@ -102,6 +121,32 @@ class InfluenceEngine:
     autocast : torch.dtype, optional
         Mixed precision for the pool-scoring forward passes only (``s_test``
         is always solved in the parameters' precision).
+
+    Examples
+    --------
+    What :class:`~skisal.InfluenceQueryStrategy` does in a query, step by step:
+
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
+    ...     ParameterSpace, evaluation_mode, select_parameters)
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+    ...     train_split=None, verbose=0).fit(X[:20], y[:20])
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...                    torch.device("cpu"))
+    >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
+    ...                          batch_size=16, hessian_batch_size=16)
+    >>> rng = np.random.RandomState(0)
+    >>> with evaluation_mode(net.module_):
+    ...     s_test, v, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20], rng)
+    ...     scores, summary = engine.scores(s_test, X[30:], diagnostics)
+    >>> scores.shape, scores.dtype, diagnostics.solver.converged
+    (torch.Size([10]), torch.float64, True)
     """
 
     def __init__(
@@ -136,7 +181,58 @@ class InfluenceEngine:
         rng: np.random.RandomState,
         diagnostics: InfluenceDiagnostics | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, InfluenceDiagnostics]:
-        """Return ``(s_test, grad l(R), diagnostics)``."""
+        """Solve ``s_test = (H + damping I)^-1 grad l(R)``, once per query.
+
+        Parameters
+        ----------
+        X_reference, y_reference : object
+            The reference set ``R``, as the adapter's checks returned it.
+        X_labeled, y_labeled : object or None
+            The labelled set the Hessian is taken over; None only for a
+            solver that does not need the Hessian (``needs_hessian`` False).
+        rng : numpy.random.RandomState
+            Randomness of stochastic solvers.
+        diagnostics : InfluenceDiagnostics, optional
+            Not used: a new report is returned.
+
+        Returns
+        -------
+        s_test : torch.Tensor of shape (space.dim,)
+            The solution.
+        reference_gradient : torch.Tensor of shape (space.dim,)
+            ``grad l(R)``, the right-hand side.
+        diagnostics : InfluenceDiagnostics
+            The solver's report, sizes and timings; :meth:`scores` completes it.
+
+        Raises
+        ------
+        skisal.SolverDivergenceError
+            If the solver diverges or the damped Hessian is not positive
+            definite (see the solvers).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
+        ...     ParameterSpace, evaluation_mode, select_parameters)
+        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+        ...     train_split=None, verbose=0).fit(X[:20], y[:20])
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
+        ...                          batch_size=16, hessian_batch_size=16)
+        >>> with evaluation_mode(net.module_):
+        ...     s_test, v, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20],
+        ...                                            np.random.RandomState(0))
+        >>> s_test.shape, diagnostics.solver.method, diagnostics.n_labeled
+        (torch.Size([8]), 'cg', 20)
+        """
         adapter = self.model.adapter
         timings: dict[str, float] = {}
         timer = _Timer(self.model.device, timings)
@@ -171,6 +267,52 @@ class InfluenceEngine:
 
         Also returns the adapter's per-sample pseudo-label summary (see
         :func:`~skisal.engine.scoring.score_pool`).
+
+        Parameters
+        ----------
+        s_test : torch.Tensor
+            The flat ``s_test`` from :meth:`s_test`.
+        X_pool : object
+            The pool, as the adapter's checks returned it.
+        diagnostics : InfluenceDiagnostics
+            Receives the scoring method, the fallback reason, the pool size
+            and the "scoring" time.
+
+        Returns
+        -------
+        scores : torch.Tensor of shape (n_pool,)
+            Influences, float64 (float32 on MPS); lower is more helpful.
+        summary : dict of str to torch.Tensor
+            The adapter's pseudo-label summary (empty for classifiers).
+
+        Raises
+        ------
+        skisal.NonFiniteScoreError
+            If a score is NaN or infinite.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
+        ...     ParameterSpace, evaluation_mode, select_parameters)
+        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+        ...     train_split=None, verbose=0).fit(X[:20], y[:20])
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
+        ...                          batch_size=16, hessian_batch_size=16)
+        >>> with evaluation_mode(net.module_):
+        ...     s_test, _, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20],
+        ...                                            np.random.RandomState(0))
+        ...     scores, summary = engine.scores(s_test, X[30:], diagnostics)
+        >>> scores.shape, summary, diagnostics.scoring_method, diagnostics.n_pool
+        (torch.Size([10]), {}, 'forward', 10)
         """
         with _Timer(self.model.device, diagnostics.timings)("scoring"):
             scores, method, reason, summary = score_pool(

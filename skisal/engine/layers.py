@@ -115,6 +115,21 @@ class LayerProbe:
         ------
         RuntimeError
             If the last forward pass ran no watched layer.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from skisal.engine.layers import LayerProbe
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+        >>> with LayerProbe(net, layer="0") as probe:
+        ...     _ = net(torch.ones(2, 4))
+        ...     inputs, output = probe.take()
+        >>> inputs
+        tensor([[1., 1., 1., 1.],
+                [1., 1., 1., 1.]])
+        >>> tuple(output.shape)
+        (2, 8)
         """
         if self.name is None:  # first pass: settle on the last layer it ran
             if not self._executed:
@@ -131,7 +146,20 @@ class LayerProbe:
         return records[-1]
 
     def close(self) -> None:
-        """Remove the hooks (done on leaving the ``with`` block); the network is as before."""
+        """Remove the hooks (done on leaving the ``with`` block); the network is as before.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine.layers import LayerProbe
+        >>> net = nn.Sequential(nn.Linear(4, 3))
+        >>> probe = LayerProbe(net)
+        >>> len(net[0]._forward_hooks)
+        1
+        >>> probe.close()
+        >>> len(net[0]._forward_hooks)
+        0
+        """
         for handle in self._handles.values():
             handle.remove()
         self._handles.clear()

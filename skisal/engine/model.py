@@ -33,6 +33,28 @@ def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
     BatchNorm must use its running statistics and dropout must be off for
     per-sample quantities; restoring flag by flag (not ``module.train()``)
     keeps a user's mixed train/eval setting bit-identical, also on error.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+
+    Yields
+    ------
+    torch.nn.Module
+        ``module``, in eval mode until the block ends.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from skisal.engine import evaluation_mode
+    >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    >>> _ = net[0].eval()  # a mixed setting: the dropout layer still trains
+    >>> with evaluation_mode(net):
+    ...     print([m.training for m in net.modules()])
+    [False, False, False]
+    >>> [m.training for m in net.modules()]
+    [True, False, True]
     """
     modes = [(m, m.training) for m in module.modules()]
     try:
@@ -59,7 +81,26 @@ def dual_level() -> Iterator[None]:
 
 
 def batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
-    """Consecutive index batches covering ``range(n)``."""
+    """Consecutive index batches covering ``range(n)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    batch_size : int
+        Largest batch; the last one holds the rest.
+
+    Yields
+    ------
+    ndarray of int
+        The indices of one batch, in order.
+
+    Examples
+    --------
+    >>> from skisal.engine.model import batches
+    >>> [idx.tolist() for idx in batches(5, 2)]
+    [[0, 1], [2, 3], [4]]
+    """
     for start in range(0, n, batch_size):
         yield np.arange(start, min(start + batch_size, n))
 
@@ -79,7 +120,44 @@ class _AdapterForward(nn.Module):
 
 @dataclass
 class BoundModel:
-    """An adapter, the user's estimator, its module and the selected parameters."""
+    """An adapter, the user's estimator, its module and the selected parameters.
+
+    What the solvers and the pool scoring work on: forward passes with the
+    engine's own parameter tensors swapped in, per-batch losses and the
+    gradient of the mean loss.
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+        How the model family computes its loss and pseudo-labels.
+    estimator : object
+        The user's estimator (never modified).
+    module : torch.nn.Module
+        The network (``adapter.get_module(estimator)``, or a copy of it on
+        another device).
+    space : ParameterSpace
+        The selected parameters of ``module``.
+    device : torch.device
+        Where inputs and targets are put.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...                    torch.device("cpu"))
+    >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> model.loss_gradient(X, y, batch_size=4).shape  # 2 x 3 weights and 2 biases
+    torch.Size([8])
+    >>> net.module_.weight.grad is None  # the user's parameters are not touched
+    True
+    """
 
     adapter: ModelAdapter
     estimator: Any
@@ -95,7 +173,40 @@ class BoundModel:
         self._cache_bytes = 0
 
     def forward(self, params: dict[str, torch.Tensor] | None, inputs: Any) -> Any:
-        """Outputs of the module on ``inputs`` with ``params`` swapped in."""
+        """Outputs of the module on ``inputs`` with ``params`` swapped in.
+
+        Parameters
+        ----------
+        params : dict of str to torch.Tensor or None
+            Tensors used in place of the named parameters (through
+            :func:`torch.func.functional_call`; the module is not changed);
+            None runs the module's own parameters.
+        inputs : object
+            A batch from :meth:`inputs`.
+
+        Returns
+        -------
+        object
+            The adapter's :meth:`~skisal.ModelAdapter.forward` outputs.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
+        >>> model.forward(zeros, torch.ones(2, 3))
+        tensor([[0., 0.],
+                [0., 0.]])
+        >>> bool(net.module_.weight.abs().sum() > 0)  # the module's own are untouched
+        True
+        """
         if params is None:
             return self._wrapper(inputs)
         prefixed = {f"net.{name}": value for name, value in params.items()}
@@ -107,6 +218,36 @@ class BoundModel:
         With ``reuse``, the encoded batch is kept (within the adapter's
         ``input_cache_bytes``) for the next request of the same batch: the
         solvers' full passes over the labelled set repeat the same batches.
+
+        Parameters
+        ----------
+        X : object
+            The samples.
+        indices : ndarray of int
+            The samples of the batch.
+        reuse : bool, default=False
+            Look up and keep the encoded batch in the cache.
+
+        Returns
+        -------
+        object
+            The encoded batch, on :attr:`device`.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> X = np.arange(12, dtype=np.float64).reshape(4, 3)
+        >>> model.inputs(X, np.array([1, 3]))
+        tensor([[ 3.,  4.,  5.],
+                [ 9., 10., 11.]])
         """
         key = (id(X), np.asarray(indices).tobytes())
         if reuse and key in self._cache:
@@ -122,6 +263,34 @@ class BoundModel:
         return encoded
 
     def targets(self, y: Any, indices: np.ndarray) -> Any:
+        """Targets of the samples ``y[indices]``, on :attr:`device`, from the adapter.
+
+        Parameters
+        ----------
+        y : object
+            The targets, as the adapter's ``check_targets`` returned them.
+        indices : ndarray of int
+            The samples of the batch.
+
+        Returns
+        -------
+        object
+            The batch's targets, as the adapter's ``per_sample_loss`` takes them.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> model.targets(np.array([0, 1, 1, 0]), np.array([2, 3]))
+        tensor([1, 0])
+        """
         return self.adapter.get_targets(self.estimator, y, indices, self.device)
 
     def mean_loss(
@@ -132,14 +301,85 @@ class BoundModel:
         indices: np.ndarray,
         reuse: bool = False,
     ) -> torch.Tensor:
-        """Mean training loss over ``X[indices]`` (``reuse``: see :meth:`inputs`)."""
+        """Mean training loss over ``X[indices]`` with ``params`` swapped in.
+
+        Parameters
+        ----------
+        params : dict of str to torch.Tensor
+            Tensors used in place of the named parameters (e.g.
+            :meth:`ParameterSpace.leaves`, to differentiate).
+        X : object
+            The samples.
+        y : object
+            Their targets.
+        indices : ndarray of int
+            The samples of the batch.
+        reuse : bool, default=False
+            Reuse encoded inputs (see :meth:`inputs`).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar, differentiable with respect to ``params``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> X, y = np.ones((4, 3), dtype=np.float32), np.array([0, 1, 0, 1])
+        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
+        >>> model.mean_loss(zeros, X, y, np.arange(4))  # uniform prediction: log(2)
+        tensor(0.6931)
+        """
         outputs = self.forward(params, self.inputs(X, indices, reuse))
         return self.adapter.per_sample_loss(
             self.estimator, outputs, self.targets(y, indices)
         ).mean()
 
     def loss_gradient(self, X: Any, y: Any, batch_size: int) -> torch.Tensor:
-        """Gradient of the mean loss over all of ``X``, as a flat vector."""
+        """Gradient of the mean loss over all of ``X``, as a flat vector.
+
+        Parameters
+        ----------
+        X : object
+            The samples (e.g. the reference set, for ``grad l(R)``).
+        y : object
+            Their targets.
+        batch_size : int
+            Samples per forward pass.
+
+        Returns
+        -------
+        torch.Tensor of shape (space.dim,)
+            In the parameters' dtype, on :attr:`device`.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> gradient = model.loss_gradient(X, y, batch_size=4)  # 3 batches, weighted
+        >>> gradient.shape  # 2 x 3 weights and 2 biases
+        torch.Size([8])
+        >>> one_batch = model.loss_gradient(X, y, batch_size=10)
+        >>> bool(torch.allclose(gradient, one_batch, atol=1e-6))  # the batching does not matter
+        True
+        """
         n = self.adapter.n_samples(X)
         total = torch.zeros(self.space.dim, device=self.device, dtype=self.space.dtype)
         with torch.enable_grad():

@@ -130,22 +130,58 @@ class ParameterSpace:
 
     @property
     def names(self) -> list[str]:
-        """Parameter names, in flattening order."""
+        """Parameter names, in flattening order.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.names
+        ['weight', 'bias']
+        """
         return list(self.parameters)
 
     @property
     def dim(self) -> int:
-        """Total number of scalar parameters."""
+        """Total number of scalar parameters.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.dim  # 2 x 3 weights and 2 biases
+        8
+        """
         return sum(p.numel() for p in self.parameters.values())
 
     @property
     def device(self) -> torch.device:
-        """Device of the (first) parameter."""
+        """Device of the (first) parameter.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.device
+        device(type='cpu')
+        """
         return next(iter(self.parameters.values())).device
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the (first) parameter."""
+        """Dtype of the (first) parameter.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.dtype
+        torch.float32
+        """
         return next(iter(self.parameters.values())).dtype
 
     def leaves(self) -> dict[str, torch.Tensor]:
@@ -155,6 +191,21 @@ class ParameterSpace:
         -------
         dict of str to torch.Tensor
             Tensors sharing the parameters' storage, new autograd leaves.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> layer = nn.Linear(3, 2)
+        >>> space = ParameterSpace(dict(layer.named_parameters()))
+        >>> leaves = space.leaves()
+        >>> loss = (leaves["weight"] @ torch.ones(3) + leaves["bias"]).sum()
+        >>> grads = torch.autograd.grad(loss, list(leaves.values()))
+        >>> space.flatten(grads)
+        tensor([1., 1., 1., 1., 1., 1., 1., 1.])
+        >>> layer.weight.grad is None, leaves["weight"].data_ptr() == layer.weight.data_ptr()
+        (True, True)
         """
         return {n: p.detach().requires_grad_(True) for n, p in self.parameters.items()}
 
@@ -165,6 +216,14 @@ class ParameterSpace:
         -------
         dict of str to torch.Tensor
             Tensors sharing the parameters' storage, outside autograd.
+
+        Examples
+        --------
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> [t.requires_grad for t in space.constants().values()]
+        [False, False]
         """
         return {n: p.detach() for n, p in self.parameters.items()}
 
@@ -182,6 +241,15 @@ class ParameterSpace:
         -------
         torch.Tensor of shape (dim,)
             The flat vector.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.flatten([torch.full((2, 3), 2.0), None])  # no gradient for the bias
+        tensor([2., 2., 2., 2., 2., 2., 0., 0.])
         """
         parts = [
             torch.zeros_like(p).reshape(-1) if t is None else t.reshape(-1)
@@ -206,6 +274,16 @@ class ParameterSpace:
         ------
         ValueError
             If ``flat`` does not have :attr:`dim` entries.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from skisal.engine import ParameterSpace
+        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
+        >>> space.split(torch.arange(8.0))
+        {'weight': tensor([[0., 1., 2.],
+                [3., 4., 5.]]), 'bias': tensor([6., 7.])}
         """
         if flat.numel() != self.dim:
             raise ValueError(f"expected a vector of {self.dim} entries, got {flat.numel()}")

@@ -152,6 +152,29 @@ def score_pool(
     ------
     NonFiniteScoreError
         If a score is NaN or infinite (the model's output is, for that sample).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from skisal import SkorchClassifierAdapter
+    >>> from skisal.engine import (BoundModel, ParameterSpace, evaluation_mode, score_pool,
+    ...     select_parameters)
+    >>> _ = torch.manual_seed(0)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+    >>> space = ParameterSpace(select_parameters(net.module_))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+    ...                    torch.device("cpu"))
+    >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
+    >>> s_test = torch.randn(space.dim)
+    >>> with evaluation_mode(net.module_):
+    ...     scores, method, reason, summary = score_pool(model, s_test, X, batch_size=4)
+    ...     reverse, *_ = score_pool(model, s_test, X, batch_size=4, method="reverse")
+    >>> scores.shape, scores.dtype, method, reason, summary
+    (torch.Size([10]), torch.float64, 'forward', None, {})
+    >>> bool(torch.allclose(scores, reverse, atol=1e-5))  # the same influences
+    True
     """
     if autocast is not None and method != "reverse":
         try:

@@ -38,7 +38,7 @@ __all__ = [
 class SolverReport:
     """What a solver did: inspect ``strategy.diagnostics_.solver`` after a query.
 
-    Attributes
+    Parameters
     ----------
     method : str
         Solver name.
@@ -169,6 +169,18 @@ class InverseHVPSolver(ABC):
         skisal.SolverDivergenceError
             If the solve diverges or the damped Hessian is not positive
             definite (solvers that can tell).
+
+        Examples
+        --------
+        Every solver is called the same way; :class:`IdentitySolver` needs no
+        Hessian:
+
+        >>> import numpy as np, torch
+        >>> from skisal.engine import IdentitySolver
+        >>> v = torch.tensor([0.5, -1.0])
+        >>> s_test, report = IdentitySolver().solve(None, v, np.random.RandomState(0))
+        >>> s_test, report.method, report.converged
+        (tensor([ 0.5000, -1.0000]), 'identity', True)
         """
 
     @staticmethod
@@ -267,7 +279,35 @@ class IdentitySolver(InverseHVPSolver):
     needs_hessian = False
 
     def solve(self, hessian, v, rng, progress=False):
-        """Return a copy of ``v`` and a report (see :meth:`InverseHVPSolver.solve`)."""
+        """Return a copy of ``v`` and a report (see :meth:`InverseHVPSolver.solve`).
+
+        Parameters
+        ----------
+        hessian : DampedHessian or None
+            Products with the damped Hessian: not used, may be None.
+        v : torch.Tensor
+            The flat reference gradient ``grad l(R)``.
+        rng : numpy.random.RandomState
+            Not used.
+        progress : bool, default=False
+            Not used.
+
+        Returns
+        -------
+        s_test : torch.Tensor
+            Same shape, dtype and device as ``v``.
+        report : SolverReport
+            Method "identity", zero damping.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.engine import IdentitySolver
+        >>> v = torch.tensor([1.0, 2.0])
+        >>> s_test, report = IdentitySolver().solve(None, v, np.random.RandomState(0))
+        >>> s_test, s_test is v
+        (tensor([1., 2.]), False)
+        """
         return v.clone(), SolverReport(method=self.name, damping=0.0, converged=True)
 
 
@@ -314,12 +354,56 @@ class ExactSolver(InverseHVPSolver):
     def solve(self, hessian, v, rng, progress=False):
         """Solve densely (see :meth:`InverseHVPSolver.solve`).
 
+        Parameters
+        ----------
+        hessian : DampedHessian
+            Products with the damped Hessian (the dense matrix is built from them).
+        v : torch.Tensor
+            The flat reference gradient ``grad l(R)``.
+        rng : numpy.random.RandomState
+            Not used.
+        progress : bool, default=False
+            Not used.
+
+        Returns
+        -------
+        s_test : torch.Tensor
+            Same shape, dtype and device as ``v``.
+        report : SolverReport
+            With the smallest and largest eigenvalue and the residual.
+
         Raises
         ------
         ValueError
             If the parameter count exceeds ``max_parameters``.
         skisal.SolverDivergenceError
             If the damped Hessian is not positive definite.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+        ...     ExactSolver, select_parameters)
+        >>> _ = torch.manual_seed(0)
+        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+        ...     train_split=None, verbose=0).fit(X, y)
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...     torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+        >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+        >>> s_test, report = ExactSolver().solve(hessian, v, np.random.RandomState(0))
+        >>> bool(torch.allclose(hessian.matvec(s_test), v, atol=1e-5))  # solves the system
+        True
+        >>> ExactSolver(max_parameters=4).solve(hessian, v, None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: inverse_hvp='exact' needs a dense 8x8 Hessian; it is limited to 4 ...
         """
         if hessian.dim > self.max_parameters:
             raise ValueError(
@@ -398,11 +482,52 @@ class ConjugateGradientSolver(InverseHVPSolver):
     def solve(self, hessian, v, rng, progress=False):
         """Solve by conjugate gradient (see :meth:`InverseHVPSolver.solve`).
 
+        Parameters
+        ----------
+        hessian : DampedHessian
+            Products with the damped Hessian over the whole labelled set.
+        v : torch.Tensor
+            The flat reference gradient ``grad l(R)``.
+        rng : numpy.random.RandomState
+            Not used (CG is deterministic).
+        progress : bool, default=False
+            Show a tqdm bar over the iterations.
+
+        Returns
+        -------
+        s_test : torch.Tensor
+            Same shape, dtype and device as ``v``.
+        report : SolverReport
+            With the iterations, the residual per iteration and the final residual.
+
         Raises
         ------
         skisal.SolverDivergenceError
             If a Hessian-vector product is not finite, or the damped Hessian
             has non-positive curvature along a search direction.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+        ...     ConjugateGradientSolver, select_parameters)
+        >>> _ = torch.manual_seed(0)
+        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+        ...     train_split=None, verbose=0).fit(X, y)
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...     torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+        >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+        >>> solver = ConjugateGradientSolver(tol=1e-5, max_iter=2)  # too few iterations
+        >>> s_test, report = solver.solve(hessian, v, np.random.RandomState(0))
+        >>> report.iterations, report.converged, len(report.notes)
+        ([2], False, 1)
         """
         report = SolverReport(method=self.name, damping=hessian.damping)
         b = v.to(torch.float64)
@@ -539,11 +664,57 @@ class LissaSolver(InverseHVPSolver):
     def solve(self, hessian, v, rng, progress=False):
         """Run the recursion ``repeats`` times and average (see :meth:`InverseHVPSolver.solve`).
 
+        Parameters
+        ----------
+        hessian : DampedHessian
+            Products with the damped Hessian (minibatches of ``hessian.batch_size`` samples).
+        v : torch.Tensor
+            The flat reference gradient ``grad l(R)``.
+        rng : numpy.random.RandomState
+            Draws the minibatches and the power iteration's start vector.
+        progress : bool, default=False
+            Show a tqdm bar over the recursion steps.
+
+        Returns
+        -------
+        s_test : torch.Tensor
+            Same shape, dtype and device as ``v``.
+        report : SolverReport
+            With the steps per repeat, the norm trace, the scale and any retries.
+
         Raises
         ------
         skisal.SolverDivergenceError
             If a run diverges at a fixed ``scale``, or still diverges after
             the automatic scale was doubled three times.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
+        ...     LissaSolver, select_parameters)
+        >>> _ = torch.manual_seed(0)
+        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
+        ...     train_split=None, verbose=0).fit(X, y)
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...     torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
+        >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+        >>> s_test, report = LissaSolver(depth=100, repeats=2).solve(
+        ...     hessian, v, np.random.RandomState(0))
+        >>> len(report.iterations), report.scale > report.top_eigenvalue
+        (2, True)
+        >>> too_small = LissaSolver(depth=100, scale=0.01)  # below the top eigenvalue
+        >>> too_small.solve(hessian, v, np.random.RandomState(0))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        skisal.exceptions.SolverDivergenceError: inverse_hvp='lissa' diverged at step ...
         """
         report = SolverReport(method=self.name, damping=hessian.damping)
         if self.scale == "auto":

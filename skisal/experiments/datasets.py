@@ -137,6 +137,13 @@ class DigitsCNN(nn.Module):
         -------
         torch.Tensor of shape (n, n_classes)
             Logits.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.experiments.datasets import DigitsCNN
+        >>> DigitsCNN(n_classes=3).forward(torch.zeros(5, 1, 8, 8)).shape
+        torch.Size([5, 3])
         """
         return self.classifier(self.features(X))
 
@@ -180,6 +187,13 @@ class TabularMLP(nn.Module):
         -------
         torch.Tensor of shape (n, n_classes)
             Logits.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.experiments.datasets import TabularMLP
+        >>> TabularMLP(n_features=4, n_classes=2, hidden=8).forward(torch.zeros(3, 4)).shape
+        torch.Size([3, 2])
         """
         return self.classifier(self.hidden(X))
 
