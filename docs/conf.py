@@ -79,41 +79,12 @@ numpydoc_xref_param_type = False
 # documented one the signature lacks; RT01 no Returns section (for callables that return a
 # value); YD01 no Yields section (generators); EX01 no Examples section.
 numpydoc_validation_checks = {"GL08", "SS01", "SS03", "PR01", "PR02", "RT01", "YD01", "EX01"}
-# TODO: adapter/baselines docstrings. Documented objects of skisal/detection/adapter.py and
-# skisal/detection/baselines.py that fail the checks above (being rewritten elsewhere): remove
-# each name once its docstring is complete.
-_PENDING_DOCSTRINGS = {
-    *(
-        f"skisal.detection.DetectionAdapter.{name}"
-        for name in (
-            "check_compatible",  # GL08
-            "check_estimator",  # GL08
-            "check_inputs",  # GL08
-            "check_parameters",  # GL08
-            "check_targets",  # GL08
-            "default_parameters",  # GL08
-            "encode",  # GL08
-            "encoded_nbytes",  # GL08
-            "forward",  # GL08
-            "get_inputs",  # GL08
-            "get_module",  # GL08
-            "get_targets",  # GL08
-            "input_cache_bytes",  # GL08
-            "per_sample_loss",  # GL08
-            "pseudo_label_loss",  # GL08
-            "pseudo_label_summary",  # GL08
-            "pseudo_targets",  # PR01, RT01, EX01
-        )
-    ),
-    "skisal.detection.baselines.AGGREGATES",  # no ``#:`` comment
-}
 # Not validated by numpydoc (regular expressions on the documented name):
 numpydoc_validation_exclude = {
     # Constants, type aliases and class attributes: their docstring is a ``#:`` comment or a
     # string after the assignment, which doctest never runs, so an Examples section there
     # would be untested text. _check_data_docstring below requires a constant's docstring.
     *(rf"^{re.escape(path)}$" for path in skisal_docs.value_paths()),
-    *(rf"^{re.escape(path)}$" for path in _PENDING_DOCSTRINGS),
 }
 
 
@@ -126,7 +97,7 @@ def _check_data_docstring(app, what, name, obj, options, lines):
         own = inspect.cleandoc(type(obj).__doc__ or "").splitlines()
         if [line.rstrip() for line in lines if line.strip()] == [x for x in own if x.strip()]:
             lines[:] = []
-    if what == "data" and name not in _PENDING_DOCSTRINGS and not any(x.strip() for x in lines):
+    if what == "data" and not any(x.strip() for x in lines):
         logger.warning("%s has no docstring: add a ``#:`` comment above it.", name)
 
 

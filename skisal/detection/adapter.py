@@ -28,6 +28,7 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.transform import resize_boxes
 
+from .._validation import check_constraints, is_non_negative_real
 from ..adapters.base import ModelAdapter
 from ._validation import check_images, check_targets
 
@@ -52,9 +53,38 @@ _ALL_HEAD_LAYERS = tuple(dict.fromkeys(n for names in HEAD_LAYERS.values() for n
 #: Parameters that ``encode`` runs without gradients (refused when frozen).
 _TRUNK = ("backbone.",)
 _SAMPLER_SEED = 0  # Faster R-CNN's anchor/RoI samplers, seeded so the loss is a fixed function
+_EMPTY_IMAGES = ("last", "score")
+_CONSTRAINTS = {
+    "score_threshold": (lambda v: is_non_negative_real(v) and v < 1, "a real in [0, 1)"),
+    "empty_images": (lambda v: v in _EMPTY_IMAGES, f"one of {_EMPTY_IMAGES}"),
+    "freeze_features": (lambda v: isinstance(v, bool), "a bool"),
+    "feature_cache_mb": (is_non_negative_real, "a real >= 0"),
+}
 
 
 def _is_head_parameter(name: str, _param: Any = None) -> bool:
+    """Whether a parameter is tracked by default: it belongs to one of :data:`HEAD_LAYERS`.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name in the module.
+    _param : torch.nn.Parameter, optional
+        Not used (the signature of the strategy's ``parameters`` callables).
+
+    Returns
+    -------
+    bool
+        True for the weights and biases of a final prediction layer.
+
+    Examples
+    --------
+    >>> from skisal.detection import DetectionAdapter
+    >>> DetectionAdapter.default_parameters("head.classification_head.cls_logits.weight")
+    True
+    >>> DetectionAdapter.default_parameters("backbone.body.0.weight")
+    False
+    """
     return any(name == layer or name.startswith(layer + ".") for layer in _ALL_HEAD_LAYERS)
 
 
@@ -166,17 +196,21 @@ class DetectionAdapter(ModelAdapter):
         set, reused by every Hessian-vector product of the solver's full
         passes. Beyond it, features are recomputed.
 
-    Attributes
-    ----------
-    pseudo boxes are counted per pool image in the strategy's
-    ``annotation_costs_`` after a query, and images without one are flagged in
-    its ``deferred_``.
+    Notes
+    -----
+    After a query, the strategy's ``annotation_costs_`` holds the pseudo-box
+    count of every pool image, and its ``deferred_`` flags the images without
+    one. The methods below are the :class:`~skisal.adapters.ModelAdapter`
+    hooks the engine calls; users set the parameters above and leave them to
+    the strategy.
 
     Examples
     --------
     >>> from skisal import InfluenceQueryStrategy
     >>> from skisal.detection import DetectionAdapter
     >>> strategy = InfluenceQueryStrategy(adapter=DetectionAdapter(score_threshold=0.2))
+    >>> strategy.adapter.score_threshold, strategy.adapter.empty_images
+    (0.2, 'last')
     """
 
     default_parameters = staticmethod(_is_head_parameter)
@@ -197,24 +231,54 @@ class DetectionAdapter(ModelAdapter):
 
     @property
     def input_cache_bytes(self) -> int:  # type: ignore[override]
+        """Bytes of encoded labelled batches kept for the solver's passes.
+
+        ``feature_cache_mb`` in bytes; 0 when ``freeze_features`` is False
+        (nothing is encoded then).
+
+        Examples
+        --------
+        >>> from skisal.detection import DetectionAdapter
+        >>> DetectionAdapter(feature_cache_mb=2).input_cache_bytes
+        2097152
+        >>> DetectionAdapter(freeze_features=False).input_cache_bytes
+        0
+        """
         return int(self.feature_cache_mb * 2**20) if self.freeze_features else 0
 
     # -- estimator ---------------------------------------------------------------
     def check_estimator(self, estimator: Any) -> None:
-        threshold = self.score_threshold
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not (0 <= threshold < 1)
-        ):
-            raise ValueError(f"score_threshold must be a real in [0, 1), got {threshold!r}.")
-        if self.empty_images not in ("last", "score"):
-            raise ValueError(f"empty_images must be 'last' or 'score', got {self.empty_images!r}.")
-        if not isinstance(self.freeze_features, bool):
-            raise ValueError(f"freeze_features must be a bool, got {self.freeze_features!r}.")
-        cache = self.feature_cache_mb
-        if isinstance(cache, bool) or not isinstance(cache, int | float) or not cache >= 0:
-            raise ValueError(f"feature_cache_mb must be a real >= 0, got {cache!r}.")
+        """Check this adapter's parameters and that ``estimator`` is a fitted detector.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            A fitted :class:`~skisal.detection.TorchvisionDetector`, or a
+            torchvision FCOS, RetinaNet or Faster R-CNN module.
+
+        Raises
+        ------
+        ValueError
+            For an invalid parameter of the adapter, named.
+        TypeError
+            If ``estimator`` is neither, or is a Mask/Keypoint R-CNN.
+        sklearn.exceptions.NotFittedError
+            If the detector is not fitted.
+
+        Examples
+        --------
+        >>> from skisal.detection import DetectionAdapter, TorchvisionDetector
+        >>> DetectionAdapter().check_estimator(TorchvisionDetector("fcos_small", num_classes=4))
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        sklearn.exceptions.NotFittedError: This TorchvisionDetector instance is not fitted yet...
+        >>> DetectionAdapter(score_threshold=1.5).check_estimator(None)
+        Traceback (most recent call last):
+        ...
+        ValueError: score_threshold must be a real in [0, 1); got 1.5.
+        """
+        check_constraints(self, _CONSTRAINTS)
         if not isinstance(estimator, nn.Module):
             from sklearn.utils.validation import check_is_fitted
 
@@ -227,29 +291,161 @@ class DetectionAdapter(ModelAdapter):
         _family(self.get_module(estimator))
 
     def get_module(self, estimator: Any) -> nn.Module:
+        """The torchvision module: ``estimator.module_``, or ``estimator`` itself.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+
+        Returns
+        -------
+        torch.nn.Module
+            Not a copy.
+
+        Examples
+        --------
+        >>> from skisal.detection import DetectionAdapter, build_detector
+        >>> module = build_detector("fcos_small", num_classes=4)
+        >>> DetectionAdapter().get_module(module) is module
+        True
+        """
         return estimator if isinstance(estimator, nn.Module) else estimator.module_
 
     def check_parameters(self, estimator: Any, names: list[str]) -> None:
+        """Refuse backbone parameters while features are frozen.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector (not used).
+        names : list of str
+            The tracked parameters' names.
+
+        Raises
+        ------
+        ValueError
+            If a name lies in ``backbone`` and ``freeze_features`` is True.
+
+        Examples
+        --------
+        >>> from skisal.detection import DetectionAdapter
+        >>> DetectionAdapter().check_parameters(None, ["head.classification_head.cls_logits.bias"])
+        >>> DetectionAdapter().check_parameters(None, ["backbone.body.0.weight"])
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: parameters include backbone parameters (['backbone.body.0.weight'])...
+        """
         if not self.freeze_features:
             return
         trunk = [n for n in names if n.startswith(_TRUNK)]
         if trunk:
             raise ValueError(
-                f"parameters include backbone parameters ({trunk[:3]}...), but "
+                f"parameters include backbone parameters ({trunk[:3]}), but "
                 "DetectionAdapter(freeze_features=True) computes backbone features without "
                 "gradients: pass adapter=DetectionAdapter(freeze_features=False) to track them."
             )
 
     # -- data --------------------------------------------------------------------
     def check_inputs(self, estimator: Any, X: Any, argument: str) -> np.ndarray:
+        """Check a sequence of images (see :func:`~skisal.detection.check_images`).
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector (not used).
+        X : sequence of images
+            Float ``(3, H, W)`` tensors or arrays; sizes may differ.
+        argument : str
+            The argument's name, for error messages.
+
+        Returns
+        -------
+        ndarray of object
+            The images, as a 1-D object array.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming ``argument``, for an empty sequence or an invalid image.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.detection import DetectionAdapter
+        >>> DetectionAdapter().check_inputs(None, [torch.zeros(3, 8, 9)], "X_pool").shape
+        (1,)
+        >>> DetectionAdapter().check_inputs(None, [], "X_pool")
+        Traceback (most recent call last):
+        ...
+        ValueError: X_pool is empty: it must hold at least one image.
+        """
         return check_images(X, argument)
 
     def check_compatible(self, X: Any, argument: str, reference: Any, reference_name: str) -> None:
-        return None  # images of any size go through the same detector
+        """Accept any two image sets: images of any size go through the same detector.
+
+        Parameters
+        ----------
+        X, reference : sequence of images
+            Two image sets.
+        argument, reference_name : str
+            Their names.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.detection import DetectionAdapter
+        >>> DetectionAdapter().check_compatible(
+        ...     [torch.zeros(3, 8, 8)], "X_pool", [torch.zeros(3, 20, 12)], "X_reference")
+        """
+        return None
 
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
     ) -> np.ndarray:
+        """Check target dicts against the images and the detector's classes.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector, for its number of classes.
+        y : sequence of dict
+            One ``{"boxes": (k, 4) xyxy pixels, "labels": (k,)}`` per image.
+        argument : str
+            The argument's name, for error messages.
+        probe_outputs : object
+            Not used (the classes come from the module).
+        X : sequence of images, optional
+            The images ``y`` belongs to: counts and boxes are checked against them.
+
+        Returns
+        -------
+        ndarray of object
+            The targets, as a 1-D object array.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming ``argument``: a missing key, a degenerate or out-of-image box,
+            a label outside ``1..num_classes - 1``, or a count that differs from ``X``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> module = build_detector("fcos_small", num_classes=4)
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> DetectionAdapter().check_targets(module, y, "y_reference", None, X).shape
+        (2,)
+        >>> bad = [{"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0]])}, y[1]]
+        >>> DetectionAdapter().check_targets(module, bad, "y_reference", None, X)
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: y_reference[0] ... 'labels'...
+        """
         from .estimator import detector_num_classes
 
         num_classes = detector_num_classes(self.get_module(estimator))
@@ -258,6 +454,35 @@ class DetectionAdapter(ModelAdapter):
     def get_inputs(
         self, estimator: Any, X: Any, indices: np.ndarray, device: torch.device
     ) -> _Batch:
+        """The images ``X[indices]`` on ``device``, in the module's dtype, as a batch.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector, for its dtype.
+        X : sequence of images
+            Checked images.
+        indices : ndarray of int
+            Which images.
+        device : torch.device
+            Where the batch goes.
+
+        Returns
+        -------
+        object
+            The batch, for :meth:`encode` and :meth:`forward` (its ``images``
+            attribute is the list of tensors).
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> module = build_detector("fcos_small", num_classes=4)
+        >>> X, _ = make_shapes(3, image_size=(32, 48), random_state=0)
+        >>> batch = DetectionAdapter().get_inputs(module, X, np.array([2, 0]), torch.device("cpu"))
+        >>> [tuple(image.shape) == tuple(X[i].shape) for i, image in zip([2, 0], batch.images)]
+        [True, True]
+        """
         dtype = next(self.get_module(estimator).parameters()).dtype
         images = [torch.as_tensor(X[int(i)]).to(device=device, dtype=dtype) for i in indices]
         return _Batch(images=images)
@@ -265,17 +490,103 @@ class DetectionAdapter(ModelAdapter):
     def get_targets(
         self, estimator: Any, y: Any, indices: np.ndarray, device: torch.device
     ) -> list[dict[str, torch.Tensor]]:
+        """The target dicts ``y[indices]`` as tensors on ``device``.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector (not used).
+        y : sequence of dict
+            Checked targets.
+        indices : ndarray of int
+            Which targets.
+        device : torch.device
+            Where they go.
+
+        Returns
+        -------
+        list of dict
+            ``{"boxes": float tensor (k, 4), "labels": int64 tensor (k,)}`` per image.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, make_shapes
+        >>> _, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> targets = DetectionAdapter().get_targets(None, y, np.array([1]), torch.device("cpu"))
+        >>> len(targets), targets[0]["labels"].dtype
+        (1, torch.int64)
+        """
         from .estimator import _target_to
 
         return [_target_to(y[int(i)], device) for i in indices]
 
     # -- model -------------------------------------------------------------------
     def encode(self, estimator: Any, module: nn.Module, inputs: _Batch) -> _Batch:
+        """Run what no tracked parameter touches: transform, backbone, FPN, anchors.
+
+        The engine calls it without gradients, once per batch (and once per
+        labelled batch for the whole solve, within ``feature_cache_mb``). With
+        ``freeze_features=False`` the batch is returned as it is and
+        :meth:`forward` runs the whole network.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        module : torch.nn.Module
+            Its module.
+        inputs : object
+            A batch from :meth:`get_inputs`.
+
+        Returns
+        -------
+        object
+            The batch with its features.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     encoded = adapter.encode(module, module, batch)
+        >>> adapter.encoded_nbytes(encoded) > 0
+        True
+        """
         if not self.freeze_features:
             return inputs
         return self._trunk(module, inputs.images)
 
     def encoded_nbytes(self, encoded: _Batch) -> int:
+        """Bytes of an encoded batch's features and anchors (counted against the cache).
+
+        Parameters
+        ----------
+        encoded : object
+            A batch from :meth:`encode`.
+
+        Returns
+        -------
+        int
+            0 for a batch that was not encoded.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> adapter.encoded_nbytes(batch)  # not encoded: no features yet
+        0
+        """
         tensors = [f for g in encoded.groups or [] for f in g.features]
         tensors += encoded.context.anchors if encoded.context else []
         return sum(t.numel() * t.element_size() for t in tensors)
@@ -325,6 +636,40 @@ class DetectionAdapter(ModelAdapter):
         return _Batch(images=images, groups=groups, context=context)
 
     def forward(self, estimator: Any, module: nn.Module, inputs: _Batch) -> dict[str, Any]:
+        """The raw head outputs of a batch, before any post-processing.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        module : torch.nn.Module
+            Its module, with the engine's parameters swapped in.
+        inputs : object
+            A batch from :meth:`get_inputs`, encoded or not.
+
+        Returns
+        -------
+        dict
+            Per-anchor outputs by name (FCOS: ``cls_logits``,
+            ``bbox_regression``, ``bbox_ctrness``), each of shape
+            ``(n_images, most anchors, ...)`` with zero padding, and
+            ``"context"``: what the losses and the post-processing need
+            besides them.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     outputs = adapter.forward(module, module, batch)
+        >>> sorted(k for k in outputs if k != "context"), outputs["cls_logits"].shape[-1]
+        (['bbox_ctrness', 'bbox_regression', 'cls_logits'], 4)
+        """
         batch = inputs if inputs.groups is not None else self._trunk(module, inputs.images)
         if isinstance(module, FasterRCNN):
             return self._two_stage_forward(module, batch)
@@ -433,13 +778,80 @@ class DetectionAdapter(ModelAdapter):
         return detections
 
     def pseudo_targets(self, estimator: Any, outputs: dict[str, Any]) -> list[dict[str, Any]]:
-        """Pseudo-boxes and labels per image (transformed frame), from detached outputs."""
+        """Pseudo-boxes and labels per image: the model's detections above ``score_threshold``.
+
+        The model's own post-processing (score threshold, top candidates,
+        non-maximum suppression, ``detections_per_img``), in the frame of the
+        resized images the head saw. Computed once per forward pass.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        outputs : dict
+            Detached outputs of :meth:`forward`.
+
+        Returns
+        -------
+        list of dict
+            ``{"boxes": (k, 4), "labels": (k,)}`` per image; ``k`` may be 0.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     outputs = adapter.forward(module, module, batch)
+        >>> targets = adapter.pseudo_targets(module, outputs)
+        >>> len(targets), sorted(targets[0]), targets[0]["boxes"].shape[1]
+        (2, ['boxes', 'labels'], 4)
+        """
         return [
             {"boxes": d["boxes"], "labels": d["labels"]}
             for d in self._detections(estimator, outputs)
         ]
 
     def pseudo_label_summary(self, estimator: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Each image's pseudo-box count (its annotation cost) and whether it has none.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        outputs : dict
+            Detached outputs of :meth:`forward`.
+
+        Returns
+        -------
+        dict
+            ``"cost"``: float64 pseudo-box counts, shape ``(n,)``;
+            ``"deferred"``: bool, shape ``(n,)``, True for images without a
+            pseudo-box when ``empty_images="last"`` (ranked last), all False
+            with ``"score"``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     outputs = adapter.forward(module, module, batch)
+        >>> summary = adapter.pseudo_label_summary(module, outputs)
+        >>> counts = [len(t["boxes"]) for t in adapter.pseudo_targets(module, outputs)]
+        >>> summary["cost"].tolist() == counts
+        True
+        >>> summary["deferred"].tolist() == [c == 0 for c in counts]
+        True
+        """
         counts = torch.tensor(
             [len(t["boxes"]) for t in self.pseudo_targets(estimator, outputs)],
             dtype=torch.float64,
@@ -448,6 +860,39 @@ class DetectionAdapter(ModelAdapter):
         return {"cost": counts, "deferred": deferred}
 
     def pseudo_label_loss(self, estimator: Any, outputs: dict[str, Any]) -> torch.Tensor:
+        """Each image's training loss against its own pseudo-boxes (UUIC for detection).
+
+        The pseudo-boxes come from detached outputs, so the gradient of this
+        loss is ``G_z`` at fixed pseudo-labels; an image without one is
+        scored against an all-background target.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        outputs : dict
+            Outputs of :meth:`forward` (with gradients or dual tangents).
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            The sum of torchvision's loss terms, per image.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     outputs = adapter.forward(module, module, batch)
+        >>> loss = adapter.pseudo_label_loss(module, outputs)
+        >>> loss.shape, bool(torch.isfinite(loss).all())
+        (torch.Size([2]), True)
+        """
         detached = {
             k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in outputs.items()
         }
@@ -456,6 +901,42 @@ class DetectionAdapter(ModelAdapter):
     def per_sample_loss(
         self, estimator: Any, outputs: dict[str, Any], targets: list[dict[str, torch.Tensor]]
     ) -> torch.Tensor:
+        """Each image's torchvision training loss against its annotated boxes.
+
+        The same loss as the detector's training mode (tested against it), one
+        image at a time: its mean is the objective whose curvature ISAL
+        inverts, and over the reference set it is ``l(R)``.
+
+        Parameters
+        ----------
+        estimator : TorchvisionDetector or torch.nn.Module
+            The detector.
+        outputs : dict
+            Outputs of :meth:`forward`.
+        targets : list of dict
+            From :meth:`get_targets`, boxes in the original images' pixels.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            The sum of torchvision's loss terms, per image.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skisal.detection import DetectionAdapter, build_detector, make_shapes
+        >>> _ = torch.manual_seed(0)
+        >>> module = build_detector("fcos_small", num_classes=4, min_size=32, max_size=64).eval()
+        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
+        >>> adapter = DetectionAdapter(score_threshold=0.0)
+        >>> batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+        >>> targets = adapter.get_targets(module, y, np.arange(2), torch.device("cpu"))
+        >>> with torch.no_grad():
+        ...     outputs = adapter.forward(module, module, batch)
+        >>> loss = adapter.per_sample_loss(module, outputs, targets)
+        >>> loss.shape, bool((loss > 0).all())
+        (torch.Size([2]), True)
+        """
         context: _Context = outputs["context"]
         resized = [
             {

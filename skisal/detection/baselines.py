@@ -16,6 +16,7 @@ from ._validation import check_images
 
 __all__ = ["AGGREGATES", "detection_entropy", "detection_uncertainty"]
 
+#: How :func:`detection_entropy` combines an image's detection entropies.
 AGGREGATES = ("max", "mean", "sum")
 
 
