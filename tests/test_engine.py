@@ -190,6 +190,19 @@ def test_forward_and_reverse_scoring_agree(run):
     np.testing.assert_allclose(forward, reverse, rtol=1e-3, atol=1e-5 * np.abs(reverse).max())
 
 
+def test_class_weighted_criterion_is_scored_with_its_weights(run, digits):
+    # The criterion's float32 weight meets float64 outputs in the contraction.
+    torch.manual_seed(0)
+    weight = torch.linspace(0.5, 2.0, 10)
+    net = make_net(max_epochs=5, criterion__weight=weight)
+    net.fit(digits["X_labeled"], digits["y_labeled"])
+    _, forward = run(net, scoring="forward")
+    _, reverse = run(net, scoring="reverse")
+    np.testing.assert_allclose(forward, reverse, rtol=1e-3, atol=1e-5 * np.abs(reverse).max())
+    _, unweighted = run(net.set_params(criterion__weight=None).initialize_criterion())
+    assert not np.allclose(forward, unweighted, rtol=1e-3)
+
+
 def test_autocast_scores_close_to_full_precision(digits):
     """Mixed-precision pool scoring: same s_test, scores within a few percent, same leaders."""
     torch.manual_seed(0)

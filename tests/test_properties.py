@@ -89,3 +89,42 @@ def test_different_random_state_changes_lissa_minibatches(setup):
         strategy.influence(net, X[400:450])
         s_tests.append(torch.cat([t.flatten() for t in strategy.s_test_.values()]))
     assert not torch.equal(*s_tests)
+
+
+def _classifier(kind: str):
+    from skorch import NeuralNet, NeuralNetClassifier
+
+    nn = torch.nn
+    layer = dict(module=nn.Linear, module__in_features=2, module__out_features=4)
+    criteria = {
+        "logits": (NeuralNetClassifier, nn.CrossEntropyLoss, {}),
+        "probabilities": (NeuralNetClassifier, nn.NLLLoss, {}),
+        "log_probabilities": (NeuralNet, nn.NLLLoss, {}),
+        "weighted": (NeuralNetClassifier, nn.CrossEntropyLoss, {"weight": torch.rand(4) + 0.5}),
+        "smoothed": (NeuralNetClassifier, nn.CrossEntropyLoss, {"label_smoothing": 0.1}),
+    }
+    cls, criterion, options = criteria[kind]
+    params = {f"criterion__{k}": v for k, v in options.items()}
+    return cls(**layer, criterion=criterion, **params).initialize()
+
+
+@SETTINGS
+@given(
+    kind=st.sampled_from(["logits", "probabilities", "log_probabilities", "weighted", "smoothed"]),
+    top_k=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_closed_form_pseudo_label_derivative_equals_autograd(kind, top_k, seed):
+    from skisal import ModelAdapter, SkorchClassifierAdapter
+
+    net, adapter = _classifier(kind), SkorchClassifierAdapter(top_k=top_k)
+    gen = torch.Generator().manual_seed(seed)
+    outputs = 3 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    if kind == "probabilities":
+        outputs = outputs.softmax(dim=1)
+    elif kind == "log_probabilities":
+        outputs = outputs.log_softmax(dim=1)
+    tangents = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    ours = adapter.pseudo_label_derivative(net, outputs, tangents)
+    by_autograd = ModelAdapter.pseudo_label_derivative(adapter, net, outputs, tangents)
+    torch.testing.assert_close(ours, by_autograd, rtol=1e-10, atol=1e-12)

@@ -401,10 +401,16 @@ class SkorchClassifierAdapter(ModelAdapter):
             return outputs.softmax(dim=1)
         return outputs if kind == "probabilities" else outputs.exp()
 
-    def _criterion(self, estimator: Any) -> nn.Module:
-        criterion = copy.copy(self._net(estimator).criterion_)  # never touch the user's
+    def _criterion(self, estimator: Any, like: torch.Tensor) -> nn.Module:
+        """The net's criterion per sample, its class weights in ``like``'s dtype and device.
+
+        A deep copy: the user's criterion and its weight buffer are never touched.
+        The engine contracts scores in float64, and may compute on another
+        device than the net's.
+        """
+        criterion = copy.deepcopy(self._net(estimator).criterion_)
         criterion.reduction = "none"
-        return criterion
+        return criterion.to(device=like.device, dtype=like.dtype)
 
     def per_sample_loss(
         self, estimator: Any, outputs: torch.Tensor, targets: torch.Tensor
@@ -439,7 +445,8 @@ class SkorchClassifierAdapter(ModelAdapter):
         >>> SkorchClassifierAdapter().per_sample_loss(net, probabilities, torch.tensor([0, 0]))
         tensor([0.6931, 0.1054])
         """
-        return self._criterion(estimator)(self._log_input(estimator, outputs), targets)
+        log_input = self._log_input(estimator, outputs)
+        return self._criterion(estimator, log_input)(log_input, targets)
 
     def pseudo_label_loss(self, estimator: Any, outputs: torch.Tensor) -> torch.Tensor:
         """The loss against the model's own top-``top_k`` predictions (UUIC, Eq. 3).
@@ -473,12 +480,77 @@ class SkorchClassifierAdapter(ModelAdapter):
         >>> SkorchClassifierAdapter(top_k=2).pseudo_label_loss(net, logits)  # classes 0 and 1
         tensor([0.6765])
         """
-        criterion = self._criterion(estimator)
         log_input = self._log_input(estimator, outputs)
+        criterion = self._criterion(estimator, log_input)
+        weights, labels = self._pseudo_labels(estimator, outputs)
+        losses = [criterion(log_input, labels[:, j]) for j in range(labels.shape[1])]
+        return sum(w * loss for w, loss in zip(weights.unbind(1), losses, strict=True))
+
+    def _pseudo_labels(
+        self, estimator: Any, outputs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top-``top_k`` classes of detached ``outputs`` and their renormalised weights."""
         with torch.no_grad():
             probs = self.probabilities(estimator, outputs.detach())
             k = min(self.top_k, probs.shape[1])
             weights, labels = probs.topk(k, dim=1)
             weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30)
-        losses = [criterion(log_input, labels[:, j]) for j in range(k)]
-        return sum(w * loss for w, loss in zip(weights.unbind(1), losses, strict=True))
+        return weights, labels
+
+    def pseudo_label_derivative(
+        self, estimator: Any, outputs: torch.Tensor, tangents: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`pseudo_label_loss`'s derivative along ``tangents``, in closed form.
+
+        For the criteria skorch classifiers use, without class weights or
+        label smoothing, the loss's gradient with respect to the outputs has
+        a closed form (``softmax(z) - sum_j w_j e_{c_j}`` for cross-entropy on
+        logits), which skips autograd's backward pass. Any other criterion
+        (a weighted or subclassed one) is differentiated by autograd.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion and class tell which loss applies.
+        outputs : torch.Tensor of shape (n, n_classes)
+            The module's detached outputs.
+        tangents : torch.Tensor of shape (n, n_classes)
+            A direction in output space per sample.
+
+        Returns
+        -------
+        torch.Tensor of shape (n,)
+            ``<d l_uuic / d outputs, tangents>`` per sample.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> along_class_0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+        >>> SkorchClassifierAdapter().pseudo_label_derivative(net, logits, along_class_0)
+        tensor([-0.2130], dtype=torch.float64)
+        """
+        criterion = self._net(estimator).criterion_
+        plain = (
+            type(criterion) in (nn.CrossEntropyLoss, nn.NLLLoss)
+            and criterion.weight is None
+            and getattr(criterion, "label_smoothing", 0.0) == 0.0
+            and criterion.ignore_index < 0  # pseudo-labels are never ignored
+        )
+        if not plain:
+            return super().pseudo_label_derivative(estimator, outputs, tangents)
+        weights, labels = self._pseudo_labels(estimator, outputs)
+        along_labels = (weights * tangents.gather(1, labels)).sum(dim=1)
+        kind = self._outputs_kind(estimator)
+        if kind == "logits":  # cross-entropy: d/dz = softmax(z) - sum_j w_j e_{c_j}
+            return (outputs.softmax(dim=1) * tangents).sum(dim=1) - along_labels
+        if kind == "log_probabilities":  # NLL on log-probabilities: d/do = -sum_j w_j e_{c_j}
+            return -along_labels
+        # NLL on log(p + eps), skorch's NeuralNetClassifier: d/dp = -sum_j w_j e_{c_j} / (p + eps)
+        eps = torch.finfo(outputs.dtype).eps
+        picked = outputs.gather(1, labels) + eps
+        return -(weights * tangents.gather(1, labels) / picked).sum(dim=1)

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,8 +20,10 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 
-from ..adapters.base import ModelAdapter
 from .parameters import ParameterSpace
+
+if TYPE_CHECKING:  # the adapters use the engine's tree helpers
+    from ..adapters.base import ModelAdapter
 
 __all__ = ["BoundModel", "batches", "evaluation_mode"]
 

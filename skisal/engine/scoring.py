@@ -24,7 +24,7 @@ import torch.autograd.forward_ad as fwAD
 from tqdm.auto import tqdm
 
 from ..exceptions import NonFiniteScoreError
-from ._trees import detached_leaf_copy, tree_leaves, tree_map
+from ._trees import tree_map
 from .model import BoundModel, batches, dual_level
 
 __all__ = ["score_pool"]
@@ -40,27 +40,12 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _output_gradient_dot(model: BoundModel, primal: Any, tangent: Any, n: int) -> torch.Tensor:
-    """Per-sample ``<d l_uuic / d outputs, tangent>``, shape ``(n,)``."""
+def _output_gradient_dot(model: BoundModel, primal: Any, tangent: Any) -> torch.Tensor:
+    """Per-sample ``<d l_uuic / d outputs, tangent>`` in the contraction dtype, shape ``(n,)``."""
     dtype = _contraction_dtype(model.device)
-    with torch.enable_grad():
-        outputs = detached_leaf_copy(primal, dtype)
-        loss = model.adapter.pseudo_label_loss(model.estimator, outputs)
-        leaves = [
-            t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.requires_grad
-        ]
-        grads = torch.autograd.grad(loss.sum(), leaves, allow_unused=True)
-    tangents = [
-        t
-        for t, o in zip(tree_leaves(tangent), tree_leaves(outputs), strict=True)
-        if isinstance(o, torch.Tensor) and o.requires_grad
-    ]
-    total = torch.zeros(n, dtype=dtype, device=model.device)
-    for g, t in zip(grads, tangents, strict=True):
-        if g is None or t is None:
-            continue
-        total += (g * t.to(dtype)).reshape(n, -1).sum(dim=1)
-    return total
+    outputs = tree_map(lambda t: t.detach().to(dtype) if t.is_floating_point() else t, primal)
+    tangents = tree_map(lambda t: t.to(dtype), tangent)
+    return model.adapter.pseudo_label_derivative(model.estimator, outputs, tangents)
 
 
 def _summary(model: BoundModel, outputs: Any) -> dict[str, torch.Tensor]:
@@ -75,7 +60,7 @@ def _forward_mode_batch(
     outputs = model.forward(duals, model.inputs(X, idx))
     primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
     tangent = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
-    return -_output_gradient_dot(model, primal, tangent, len(idx)), _summary(model, primal)
+    return -_output_gradient_dot(model, primal, tangent), _summary(model, primal)
 
 
 def _reverse_mode_batch(
