@@ -482,20 +482,16 @@ class SkorchClassifierAdapter(ModelAdapter):
         """
         log_input = self._log_input(estimator, outputs)
         criterion = self._criterion(estimator, log_input)
-        weights, labels = self._pseudo_labels(estimator, outputs)
+        with torch.no_grad():
+            weights, labels = self._top_k(self.probabilities(estimator, outputs.detach()))
         losses = [criterion(log_input, labels[:, j]) for j in range(labels.shape[1])]
         return sum(w * loss for w, loss in zip(weights.unbind(1), losses, strict=True))
 
-    def _pseudo_labels(
-        self, estimator: Any, outputs: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top-``top_k`` classes of detached ``outputs`` and their renormalised weights."""
-        with torch.no_grad():
-            probs = self.probabilities(estimator, outputs.detach())
-            k = min(self.top_k, probs.shape[1])
-            weights, labels = probs.topk(k, dim=1)
-            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30)
-        return weights, labels
+    def _top_k(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pseudo-labels: the top-``top_k`` classes and their renormalised weights."""
+        k = min(self.top_k, probs.shape[1])
+        weights, labels = probs.topk(k, dim=1)
+        return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30), labels
 
     def pseudo_label_derivative(
         self, estimator: Any, outputs: torch.Tensor, tangents: torch.Tensor
@@ -543,11 +539,12 @@ class SkorchClassifierAdapter(ModelAdapter):
         )
         if not plain:
             return super().pseudo_label_derivative(estimator, outputs, tangents)
-        weights, labels = self._pseudo_labels(estimator, outputs)
+        probs = self.probabilities(estimator, outputs)
+        weights, labels = self._top_k(probs)
         along_labels = (weights * tangents.gather(1, labels)).sum(dim=1)
         kind = self._outputs_kind(estimator)
         if kind == "logits":  # cross-entropy: d/dz = softmax(z) - sum_j w_j e_{c_j}
-            return (outputs.softmax(dim=1) * tangents).sum(dim=1) - along_labels
+            return (probs * tangents).sum(dim=1) - along_labels
         if kind == "log_probabilities":  # NLL on log-probabilities: d/do = -sum_j w_j e_{c_j}
             return -along_labels
         # NLL on log(p + eps), skorch's NeuralNetClassifier: d/dp = -sum_j w_j e_{c_j} / (p + eps)
