@@ -50,8 +50,14 @@ HEAD_LAYERS: dict[str, tuple[str, ...]] = {
     ),
 }
 _ALL_HEAD_LAYERS = tuple(dict.fromkeys(n for names in HEAD_LAYERS.values() for n in names))
-#: Parameters that ``encode`` runs without gradients (refused when frozen).
-_TRUNK = ("backbone.",)
+#: What ``encode`` computes once, without gradients, per family (tracked parameters there
+#: are refused while features are frozen): the backbone with its FPN and, for the one-stage
+#: detectors, the head's convolution towers below the final prediction layers.
+_FROZEN: dict[str, tuple[str, ...]] = {
+    "FCOS": ("backbone.", "head.classification_head.conv.", "head.regression_head.conv."),
+    "RetinaNet": ("backbone.", "head.classification_head.conv.", "head.regression_head.conv."),
+    "FasterRCNN": ("backbone.",),
+}
 _SAMPLER_SEED = 0  # Faster R-CNN's anchor/RoI samplers, seeded so the loss is a fixed function
 _EMPTY_IMAGES = ("last", "score")
 _CONSTRAINTS = {
@@ -135,6 +141,8 @@ class _Group:
     positions: list[int]
     image_list: ImageList
     features: list[torch.Tensor]
+    # One-stage heads, when frozen: the classification and regression towers per level.
+    towers: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
 
 @dataclass(eq=False)
@@ -187,10 +195,12 @@ class DetectionAdapter(ModelAdapter):
         picked only when the pool runs short. "score": ranked by that
         influence like any other image.
     freeze_features : bool, default=True
-        Compute the backbone and feature pyramid once per batch without
-        gradients; tracked parameters must then lie outside ``backbone``.
+        Compute once per image, without gradients, everything below the
+        final prediction layers that the default parameters track: the
+        backbone with its FPN and, for FCOS and RetinaNet, the head's
+        convolution towers. Tracked parameters must then lie outside them.
         False runs the whole network for every product (needed to track
-        backbone parameters).
+        backbone or tower parameters).
     feature_cache_mb : float, default=1024
         Memory (on the model's device) for backbone features of the labelled
         set, reused by every Hessian-vector product of the solver's full
@@ -313,12 +323,15 @@ class DetectionAdapter(ModelAdapter):
         return estimator if isinstance(estimator, nn.Module) else estimator.module_
 
     def check_parameters(self, estimator: Any, names: list[str]) -> None:
-        """Refuse backbone parameters while features are frozen.
+        """Refuse parameters of the frozen part while features are frozen.
+
+        The frozen part is the backbone with its FPN, and for FCOS and
+        RetinaNet also the head's convolution towers (``head.*.conv``).
 
         Parameters
         ----------
         estimator : TorchvisionDetector or torch.nn.Module
-            The detector (not used).
+            The detector, for its family.
         names : list of str
             The tracked parameters' names.
 
@@ -329,22 +342,25 @@ class DetectionAdapter(ModelAdapter):
 
         Examples
         --------
-        >>> from skisal.detection import DetectionAdapter
-        >>> DetectionAdapter().check_parameters(None, ["head.classification_head.cls_logits.bias"])
-        >>> DetectionAdapter().check_parameters(None, ["backbone.body.0.weight"])
-        ... # doctest: +ELLIPSIS
+        >>> from skisal.detection import DetectionAdapter, build_detector
+        >>> fcos = build_detector("fcos_small", num_classes=4)
+        >>> DetectionAdapter().check_parameters(fcos, ["head.classification_head.cls_logits.bias"])
+        >>> tower = "head.regression_head.conv.0.0.weight"
+        >>> DetectionAdapter().check_parameters(fcos, [tower])  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: parameters include backbone parameters (['backbone.body.0.weight'])...
+        ValueError: parameters include frozen parameters (['head.regression_head.conv...])...
         """
         if not self.freeze_features:
             return
-        trunk = [n for n in names if n.startswith(_TRUNK)]
+        frozen = _FROZEN[_family(self.get_module(estimator))]
+        trunk = [n for n in names if n.startswith(frozen)]
         if trunk:
             raise ValueError(
-                f"parameters include backbone parameters ({trunk[:3]}), but "
-                "DetectionAdapter(freeze_features=True) computes backbone features without "
-                "gradients: pass adapter=DetectionAdapter(freeze_features=False) to track them."
+                f"parameters include frozen parameters ({trunk[:3]}): "
+                "DetectionAdapter(freeze_features=True) computes the backbone, the FPN and "
+                "(FCOS, RetinaNet) the head's convolution towers once, without gradients; pass "
+                "adapter=DetectionAdapter(freeze_features=False) to track them."
             )
 
     # -- data --------------------------------------------------------------------
@@ -525,7 +541,9 @@ class DetectionAdapter(ModelAdapter):
     def encode(self, estimator: Any, module: nn.Module, inputs: _Batch) -> _Batch:
         """Run what no tracked parameter touches: transform, backbone, FPN, anchors.
 
-        The engine calls it without gradients, once per batch (and once per
+        For FCOS and RetinaNet also the head's convolution towers, so that a
+        pass over encoded inputs runs the final prediction layers only. The
+        engine calls it without gradients, once per batch (and once per
         labelled batch for the whole solve, within ``feature_cache_mb``). With
         ``freeze_features=False`` the batch is returned as it is and
         :meth:`forward` runs the whole network.
@@ -560,7 +578,7 @@ class DetectionAdapter(ModelAdapter):
         """
         if not self.freeze_features:
             return inputs
-        return self._trunk(module, inputs.images)
+        return self._trunk(module, inputs.images, towers=not isinstance(module, FasterRCNN))
 
     def encoded_nbytes(self, encoded: _Batch) -> int:
         """Bytes of an encoded batch's features and anchors (counted against the cache).
@@ -588,12 +606,13 @@ class DetectionAdapter(ModelAdapter):
         0
         """
         tensors = [f for g in encoded.groups or [] for f in g.features]
+        tensors += [t for g in encoded.groups or [] for level in g.towers or () for t in level]
         tensors += encoded.context.anchors if encoded.context else []
         return sum(t.numel() * t.element_size() for t in tensors)
 
     @staticmethod
-    def _trunk(module: nn.Module, images: list[torch.Tensor]) -> _Batch:
-        """Transform, backbone and anchors: what no head parameter touches.
+    def _trunk(module: nn.Module, images: list[torch.Tensor], towers: bool = False) -> _Batch:
+        """Transform, backbone and anchors (and the one-stage head's towers, with ``towers``).
 
         Each image goes through on its own, as a batch of one. torchvision
         pads a batch to its largest image, which changes the others' features
@@ -630,7 +649,14 @@ class DetectionAdapter(ModelAdapter):
                 anchors[position] = group_anchors[j]
                 per_level[position] = counts
                 sizes[position] = tuple(int(v) for v in image_list.image_sizes[j])
-            groups.append(_Group(positions, image_list, features))
+            tower_outputs = None
+            if towers:  # the towers' outputs: what the final prediction layers read
+                head = module.head
+                tower_outputs = (
+                    [head.classification_head.conv(f) for f in features],
+                    [head.regression_head.conv(f) for f in features],
+                )
+            groups.append(_Group(positions, image_list, features, tower_outputs))
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         context = _Context(sizes, original_sizes, anchors, per_level)
         return _Batch(images=images, groups=groups, context=context)
@@ -675,7 +701,11 @@ class DetectionAdapter(ModelAdapter):
             return self._two_stage_forward(module, batch)
         per_image: dict[str, list[Any]] = {}
         for group in batch.groups:
-            for key, value in module.head(group.features).items():
+            if group.towers is None:
+                head_outputs = module.head(group.features)
+            else:
+                head_outputs = _head_from_towers(module, *group.towers)
+            for key, value in head_outputs.items():
                 slots = per_image.setdefault(key, [None] * len(batch.images))
                 for j, position in enumerate(group.positions):
                     slots[position] = value[j]
@@ -1026,6 +1056,40 @@ class DetectionAdapter(ModelAdapter):
             "loss_classifier": loss_classifier,
             "loss_box_reg": loss_box,
         }
+
+
+def _head_from_towers(
+    module: nn.Module, classification: list[torch.Tensor], regression: list[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A one-stage head's outputs from its towers' outputs: its final layers only.
+
+    The final layers and the layout of torchvision's ``FCOSHead`` and
+    ``RetinaNetHead`` (per level ``(N, A * K, H, W)`` to ``(N, HWA, K)``, levels
+    concatenated); tested equal to the whole head.
+    """
+
+    def flat(t: torch.Tensor, k: int) -> torch.Tensor:
+        n, _, h, w = t.shape
+        return t.view(n, -1, k, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, k)
+
+    cls_head, reg_head = module.head.classification_head, module.head.regression_head
+    outputs = {
+        "cls_logits": torch.cat(
+            [flat(cls_head.cls_logits(t), cls_head.num_classes) for t in classification], dim=1
+        )
+    }
+    if isinstance(module, FCOS):
+        outputs["bbox_regression"] = torch.cat(
+            [flat(nn.functional.relu(reg_head.bbox_reg(t)), 4) for t in regression], dim=1
+        )
+        outputs["bbox_ctrness"] = torch.cat(
+            [flat(reg_head.bbox_ctrness(t), 1) for t in regression], dim=1
+        )
+    else:
+        outputs["bbox_regression"] = torch.cat(
+            [flat(reg_head.bbox_reg(t), 4) for t in regression], dim=1
+        )
+    return outputs
 
 
 def _pad(rows: list[torch.Tensor]) -> torch.Tensor:
