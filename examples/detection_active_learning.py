@@ -19,9 +19,9 @@ Run it from the repository root (``--quick`` is a seconds-long smoke run)::
 
     python examples/detection_active_learning.py --out results/detection
 
-The full run (3 seeds) takes about 20 minutes on 2 CPU cores and writes
-``detection_results.csv`` and ``detection_curves.png``; the figures it printed on our machine are
-in the user guide's detection page.
+The full run (3 seeds by default, ``--seeds N`` for more) takes about 18 minutes on 2 CPU cores
+and writes ``detection_results.csv`` and ``detection_curves.png``; the user guide's detection page
+has the figures of a 6-seed run on our machine.
 """
 
 from __future__ import annotations
