@@ -318,6 +318,17 @@ def test_score_is_torchmetrics_map(data, fitted, monkeypatch):
     assert detector.score(X[60:], y[60:]) == pytest.approx(1.0)
 
 
+def test_small_models_resize_for_small_images_unless_told_otherwise():
+    from skisal.detection import SMALL_IMAGE_SIZE, build_detector
+
+    assert SMALL_IMAGE_SIZE == {"min_size": 128, "max_size": 128}
+    for name in FAMILIES:
+        transform = build_detector(name, num_classes=3).transform
+        assert (transform.min_size, transform.max_size) == ((128,), 128)
+    transform = _detector("fcos_small", min_size=64, max_size=96)._build()[0].transform
+    assert (transform.min_size, transform.max_size) == ((64,), 96)
+
+
 def test_module_given_by_the_user_is_copied_not_trained(data):
     from skisal.detection import build_detector
 

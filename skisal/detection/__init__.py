@@ -14,11 +14,12 @@ from .adapter import HEAD_LAYERS, DetectionAdapter
 from .baselines import detection_entropy, detection_uncertainty
 from .datasets import load_coco, make_shapes
 from .estimator import TorchvisionDetector, detector_num_classes
-from .models import DETECTOR_NAMES, build_detector, small_backbone
+from .models import DETECTOR_NAMES, SMALL_IMAGE_SIZE, build_detector, small_backbone
 
 __all__ = [
     "DETECTOR_NAMES",
     "HEAD_LAYERS",
+    "SMALL_IMAGE_SIZE",
     "DetectionAdapter",
     "TorchvisionDetector",
     "as_object_array",

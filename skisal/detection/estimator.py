@@ -125,8 +125,9 @@ class TorchvisionDetector(BaseEstimator):
     min_size, max_size : int, optional
         Resize bounds of torchvision's transform (the shorter side is scaled
         to ``min_size`` unless the longer would exceed ``max_size``).
-        None keeps the model's own (800 and 1333 for torchvision's builders:
-        set them near your image size on a CPU).
+        None keeps the model's own: 800 and 1333 for torchvision's builders
+        (set them near your image size on a CPU), 128 and 128 for the
+        ``*_small`` models.
     model_kwargs : dict, optional
         Extra keyword arguments for the builder (``score_thresh``,
         ``detections_per_img``, ``trainable_backbone_layers``, ...).

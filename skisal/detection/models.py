@@ -23,7 +23,7 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
 
-__all__ = ["DETECTOR_NAMES", "build_detector", "small_backbone"]
+__all__ = ["DETECTOR_NAMES", "SMALL_IMAGE_SIZE", "build_detector", "small_backbone"]
 
 _TORCHVISION_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcos_resnet50_fpn": tvd.fcos_resnet50_fpn,
@@ -136,6 +136,10 @@ def _fasterrcnn_small(num_classes: int, **kwargs: Any) -> nn.Module:
     )
 
 
+#: The resize bounds the small models get unless told otherwise: their anchors (8 to 64 px)
+#: are for small images, which torchvision's default (800 px) would blow up 6 to 12 times.
+SMALL_IMAGE_SIZE: dict[str, int] = {"min_size": 128, "max_size": 128}
+
 _SMALL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcos_small": _fcos_small,
     "retinanet_small": _retinanet_small,
@@ -162,7 +166,9 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         convention).
     **kwargs
         Passed to the builder or the model class: ``min_size``, ``max_size``,
-        ``score_thresh``, ``detections_per_img``, ...
+        ``score_thresh``, ``detections_per_img``, ... The small models resize
+        to :data:`SMALL_IMAGE_SIZE` (longer side 128 px) unless given
+        ``min_size`` and ``max_size``; torchvision's builders to 800 px.
 
     Returns
     -------
@@ -187,7 +193,7 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
             f"num_classes must be an integer >= 2 (background included), got {num_classes!r}."
         )
     if name in _SMALL_BUILDERS:
-        return _SMALL_BUILDERS[name](num_classes, **kwargs)
+        return _SMALL_BUILDERS[name](num_classes, **{**SMALL_IMAGE_SIZE, **kwargs})
     if name in _TORCHVISION_BUILDERS:
         builder = _TORCHVISION_BUILDERS[name]
         return builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
