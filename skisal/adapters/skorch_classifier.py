@@ -404,13 +404,16 @@ class SkorchClassifierAdapter(ModelAdapter):
     def _criterion(self, estimator: Any, like: torch.Tensor) -> nn.Module:
         """The net's criterion per sample, its class weights in ``like``'s dtype and device.
 
-        A deep copy: the user's criterion and its weight buffer are never touched.
+        A copy: the user's criterion and its weight buffer are never touched.
         The engine contracts scores in float64, and may compute on another
-        device than the net's.
+        device than the net's. Only a criterion with class weights is deep-copied
+        and cast (this runs for every batch of every Hessian-vector product).
         """
-        criterion = copy.deepcopy(self._net(estimator).criterion_)
+        criterion = copy.copy(self._net(estimator).criterion_)
         criterion.reduction = "none"
-        return criterion.to(device=like.device, dtype=like.dtype)
+        if isinstance(getattr(criterion, "weight", None), torch.Tensor):
+            criterion = copy.deepcopy(criterion).to(device=like.device, dtype=like.dtype)
+        return criterion
 
     def per_sample_loss(
         self, estimator: Any, outputs: torch.Tensor, targets: torch.Tensor
