@@ -493,6 +493,9 @@ class SkorchClassifierAdapter(ModelAdapter):
     def _top_k(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pseudo-labels: the top-``top_k`` classes and their renormalised weights."""
         k = min(self.top_k, probs.shape[1])
+        if k == 1:  # the default; argmax is several times cheaper than topk
+            labels = probs.argmax(dim=1, keepdim=True)
+            return torch.ones(labels.shape, dtype=probs.dtype, device=probs.device), labels
         weights, labels = probs.topk(k, dim=1)
         return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30), labels
 
@@ -542,10 +545,18 @@ class SkorchClassifierAdapter(ModelAdapter):
         )
         if not plain:
             return super().pseudo_label_derivative(estimator, outputs, tangents)
+        kind = self._outputs_kind(estimator)
+        if kind == "logits" and self.top_k == 1:
+            # sum_k p_k (t_k - t_c) with p_k from exp(z_k - z_c): the label's term is exactly
+            # zero, so a confident prediction's tiny derivative does not cancel against 1
+            # (and this skips softmax and topk, the slowest steps over few classes on CPU)
+            labels = outputs.argmax(dim=1, keepdim=True)
+            shifted = (outputs - outputs.gather(1, labels)).exp()
+            along = (shifted * (tangents - tangents.gather(1, labels))).sum(dim=1)
+            return along / shifted.sum(dim=1)
         probs = self.probabilities(estimator, outputs)
         weights, labels = self._top_k(probs)
         along_labels = (weights * tangents.gather(1, labels)).sum(dim=1)
-        kind = self._outputs_kind(estimator)
         if kind == "logits":  # cross-entropy: d/dz = softmax(z) - sum_j w_j e_{c_j}
             return (probs * tangents).sum(dim=1) - along_labels
         if kind == "log_probabilities":  # NLL on log-probabilities: d/do = -sum_j w_j e_{c_j}
