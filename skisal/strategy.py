@@ -173,9 +173,9 @@ class InfluenceQueryStrategy(BaseEstimator):
         scores are accumulated in float64. Expect scores within about a
         percent of full precision (2% tangent error measured in bfloat16 on
         the digits CNN); rankings of close samples can swap. Where forward
-        mode does not support a layer under autocast (BatchNorm before a
-        Linear), the pool is scored in full precision and
-        ``diagnostics_.scoring_fallback_reason`` says so.
+        mode does not support a layer under autocast (a custom operation whose
+        rule returns a float32 tangent), the pool is scored in full precision
+        and ``diagnostics_.scoring_fallback_reason`` says so.
     distributed : bool, default=False
         Score the pool across the processes of the initialised
         ``torch.distributed`` group (launched with ``torchrun``; gloo on CPU,

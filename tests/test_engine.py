@@ -234,9 +234,49 @@ def test_autocast_scores_close_to_full_precision(digits):
         run(autocast="half")
 
 
-def test_autocast_falls_back_to_full_precision_where_forward_mode_cannot(run):
-    """BatchNorm then Linear under autocast: forward mode fails; full precision, with a note."""
-    _, full_scores = run()
-    mixed, mixed_scores = run(autocast=True)
+class _Float32Tangent(torch.autograd.Function):
+    """Identity whose forward-mode rule returns a float32 tangent, whatever the primal's dtype."""
+
+    @staticmethod
+    def forward(x):
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        return x_t.float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class Float32TangentMLP(MLP):
+    def forward(self, x):
+        h = _Float32Tangent.apply(torch.tanh(self.norm(self.hidden(x))))
+        return self.out(self.dropout(h))
+
+
+def test_autocast_falls_back_to_full_precision_where_forward_mode_cannot(run, fitted_net):
+    """A float32 tangent on a bfloat16 primal under autocast: full precision, with a note."""
+    net = make_net(module=Float32TangentMLP).initialize()
+    net.module_.load_state_dict(fitted_net.module_.state_dict())
+    _, full_scores = run(net)
+    mixed, mixed_scores = run(net, autocast=True)
     np.testing.assert_array_equal(mixed_scores, full_scores)
     assert "autocast to torch.bfloat16 failed" in mixed.diagnostics_.scoring_fallback_reason
+    assert mixed.diagnostics_.scoring_method == "forward"
+
+
+def test_autocast_scores_batch_norm_in_reduced_precision(run):
+    """Eval-mode BatchNorm then Linear under autocast (PyTorch's own rule fails on it)."""
+    _, full_scores = run()
+    mixed, mixed_scores = run(autocast=True)
+    assert mixed.diagnostics_.scoring_fallback_reason is None
+    assert not np.array_equal(mixed_scores, full_scores)  # it did run in bfloat16
+    assert np.abs(mixed_scores - full_scores).max() < 0.05 * np.abs(full_scores).max()
+    ranks = [np.argsort(np.argsort(s)) for s in (full_scores, mixed_scores)]
+    assert np.corrcoef(*ranks)[0, 1] > 0.98

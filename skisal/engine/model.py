@@ -9,7 +9,7 @@ module's mode to :func:`evaluation_mode`, which restores it exactly.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -120,6 +120,17 @@ class _AdapterForward(nn.Module):
         return self.adapter.forward(self.estimator, self.net, inputs)
 
 
+class _Call(nn.Module):
+    """Runs a callable while ``functional_call`` holds parameters swapped into ``net``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.net = module
+
+    def forward(self, fn: Callable[[], Any]) -> Any:
+        return fn()
+
+
 @dataclass
 class BoundModel:
     """An adapter, the user's estimator, its module and the selected parameters.
@@ -169,6 +180,7 @@ class BoundModel:
 
     def __post_init__(self) -> None:
         self._wrapper = _AdapterForward(self.adapter, self.estimator, self.module)
+        self._call = _Call(self.module)
         # Encoded inputs kept for reuse; lives as long as this query's BoundModel,
         # so the ids of the caller's data in its keys stay valid.
         self._cache: dict[tuple[int, bytes], Any] = {}
@@ -213,6 +225,48 @@ class BoundModel:
             return self._wrapper(inputs)
         prefixed = {f"net.{name}": value for name, value in params.items()}
         return functional_call(self._wrapper, prefixed, (inputs,))
+
+    def run_with(self, params: dict[str, torch.Tensor], fn: Callable[[], Any]) -> Any:
+        """``fn()`` with ``params`` swapped into the module for the whole call.
+
+        One :func:`torch.func.functional_call` around a loop of
+        ``forward(None, ...)`` passes instead of one per batch: pool scoring
+        swaps the same dual parameters in for every batch, and on a small
+        network the per-call swap costs as much as a tenth of a forward pass.
+        The module's own parameters are restored when ``fn`` returns or raises.
+
+        Parameters
+        ----------
+        params : dict of str to torch.Tensor
+            Tensors used in place of the named parameters.
+        fn : callable
+            Called without arguments; :meth:`forward` with ``params=None``
+            inside it runs ``params``.
+
+        Returns
+        -------
+        object
+            What ``fn`` returns.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
+        >>> model.run_with(zeros, lambda: model.forward(None, torch.ones(1, 3)))
+        tensor([[0., 0.]])
+        >>> bool(net.module_.weight.abs().sum() > 0)  # restored afterwards
+        True
+        """
+        prefixed = {f"net.{name}": value for name, value in params.items()}
+        return functional_call(self._call, prefixed, (fn,))
 
     def inputs(self, X: Any, indices: np.ndarray, reuse: bool = False) -> Any:
         """Model input for ``X[indices]``, encoded (see :meth:`ModelAdapter.encode`).

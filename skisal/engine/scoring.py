@@ -24,6 +24,7 @@ import torch.autograd.forward_ad as fwAD
 from tqdm.auto import tqdm
 
 from ..exceptions import NonFiniteScoreError
+from ._layer_jvp import SkipAbsentTangents
 from ._trees import tree_map
 from .model import BoundModel, batches, dual_level
 
@@ -55,9 +56,12 @@ def _summary(model: BoundModel, outputs: Any) -> dict[str, torch.Tensor]:
 
 
 def _forward_mode_batch(
-    model: BoundModel, duals: dict[str, torch.Tensor], X: Any, idx: np.ndarray
+    model: BoundModel, X: Any, idx: np.ndarray
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    outputs = model.forward(duals, model.inputs(X, idx))
+    """Scores of one batch; the dual parameters are already swapped in (``run_with``)."""
+    inputs = model.inputs(X, idx)
+    with SkipAbsentTangents():  # only around the network: the mode costs every torch call
+        outputs = model.forward(None, inputs)
     primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
     tangent = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
     return -_output_gradient_dot(model, primal, tangent), _summary(model, primal)
@@ -115,10 +119,9 @@ def score_pool(
     autocast : torch.dtype, optional
         Run the forward-mode passes under :func:`torch.autocast` with this
         dtype (float16 or bfloat16); the contraction with the loss gradient
-        stays in float64. Some layer combinations are not supported by
-        forward mode under autocast (seen: BatchNorm before a Linear, whose
-        tangent stays float32); the pool is then scored in full precision
-        and the reason says so. None: the model's own precision.
+        stays in float64. Where forward mode fails under autocast (an
+        operation whose rule returns a float32 tangent for a reduced-precision
+        primal), the pool is scored in full precision and the reason says so. None: the model's own precision.
 
     Returns
     -------
@@ -195,6 +198,15 @@ def _score_pool(
     with torch.no_grad():
         if method in ("auto", "forward"):
             try:
+
+                def score_batches() -> None:
+                    for idx in batches(n, batch_size):
+                        with _autocast(model.device, autocast):
+                            batch_scores, summary = _forward_mode_batch(model, X, idx)
+                        scores[idx[0] : idx[-1] + 1] = batch_scores
+                        summaries.append(summary)
+                        bar.update(len(idx))
+
                 with dual_level():
                     duals = {
                         name: fwAD.make_dual(p, t)
@@ -204,12 +216,7 @@ def _score_pool(
                             strict=True,
                         )
                     }
-                    for idx in batches(n, batch_size):
-                        with _autocast(model.device, autocast):
-                            batch_scores, summary = _forward_mode_batch(model, duals, X, idx)
-                        scores[idx[0] : idx[-1] + 1] = batch_scores
-                        summaries.append(summary)
-                        bar.update(len(idx))
+                    model.run_with(duals, score_batches)
             except (NotImplementedError, RuntimeError) as exc:
                 if method == "forward" or "forward" not in str(exc).lower():
                     bar.close()
