@@ -121,7 +121,8 @@ def score_pool(
         dtype (float16 or bfloat16); the contraction with the loss gradient
         stays in float64. Where forward mode fails under autocast (an
         operation whose rule returns a float32 tangent for a reduced-precision
-        primal), the pool is scored in full precision and the reason says so. None: the model's own precision.
+        primal), the pool is scored in full precision and the reason says so.
+        None: the model's own precision.
 
     Returns
     -------
