@@ -7,7 +7,9 @@ respect to those outputs gives ``<G_z, s_test>`` for the whole batch, about
 two to four forward passes' worth of work and no per-sample gradients.
 Contracting at the outputs (in float64) instead of differentiating the loss
 itself matters: once the training loss is near zero, the float32 directional
-derivative of the loss rounds to exactly 0 for many samples.
+derivative of the loss rounds to exactly 0 for many samples. In the dual pass,
+linear layers and eval-mode batch norm use skisal's own forward-mode rules
+(``_layer_jvp``), which skip PyTorch's products with absent tangents.
 
 Per-sample reverse mode is the fallback for networks with an operation that
 lacks a forward-mode derivative; the diagnostics say when it was used.
@@ -196,18 +198,18 @@ def _score_pool(
     reason = None
     summaries: list[dict[str, torch.Tensor]] = []
     bar = tqdm(total=n, desc="scoring pool", disable=not progress, leave=False)
+
+    def score_batches() -> None:  # run with the dual parameters swapped in
+        for idx in batches(n, batch_size):
+            with _autocast(model.device, autocast):
+                batch_scores, summary = _forward_mode_batch(model, X, idx)
+            scores[idx[0] : idx[-1] + 1] = batch_scores
+            summaries.append(summary)
+            bar.update(len(idx))
+
     with torch.no_grad():
         if method in ("auto", "forward"):
             try:
-
-                def score_batches() -> None:
-                    for idx in batches(n, batch_size):
-                        with _autocast(model.device, autocast):
-                            batch_scores, summary = _forward_mode_batch(model, X, idx)
-                        scores[idx[0] : idx[-1] + 1] = batch_scores
-                        summaries.append(summary)
-                        bar.update(len(idx))
-
                 with dual_level():
                     duals = {
                         name: fwAD.make_dual(p, t)
