@@ -87,7 +87,17 @@ def _linear_layer_jvp(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     return fwAD.make_dual(func(x_p, w_p, b_p, *options, **keywords), tangent)
 
 
-_BATCH_NORM_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training")
+#: ``F.batch_norm``'s parameters, in order.
+_BATCH_NORM_ARGS = (
+    "input",
+    "running_mean",
+    "running_var",
+    "weight",
+    "bias",
+    "training",
+    "momentum",
+    "eps",
+)
 
 
 def _eval_batch_norm_jvp(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -99,7 +109,7 @@ def _eval_batch_norm_jvp(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """
     bound = dict(zip(_BATCH_NORM_ARGS, args, strict=False)) | kwargs
     mean, var = bound.get("running_mean"), bound.get("running_var")
-    eps = bound.get("eps", args[7] if len(args) > 7 else 1e-5)
+    eps = bound.get("eps", 1e-5)
     if bound.get("training", False) or mean is None or var is None:
         return None
     if _unpack(mean)[1] is not None or _unpack(var)[1] is not None:
