@@ -107,21 +107,12 @@ def batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
         yield np.arange(start, min(start + batch_size, n))
 
 
-class _AdapterForward(nn.Module):
-    """Lets ``functional_call`` reparametrise whatever the adapter's forward touches."""
-
-    def __init__(self, adapter: ModelAdapter, estimator: Any, module: nn.Module) -> None:
-        super().__init__()
-        self.adapter = adapter
-        self.estimator = estimator
-        self.net = module
-
-    def forward(self, inputs: Any) -> Any:
-        return self.adapter.forward(self.estimator, self.net, inputs)
-
-
 class _Call(nn.Module):
-    """Runs a callable while ``functional_call`` holds parameters swapped into ``net``."""
+    """Runs a callable while ``functional_call`` holds parameters swapped into ``net``.
+
+    Whatever the callable runs on ``net`` (the adapter's forward, a loop of
+    them) sees the swapped-in tensors.
+    """
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
@@ -179,7 +170,6 @@ class BoundModel:
     device: torch.device
 
     def __post_init__(self) -> None:
-        self._wrapper = _AdapterForward(self.adapter, self.estimator, self.module)
         self._call = _Call(self.module)
         # Encoded inputs kept for reuse; lives as long as this query's BoundModel,
         # so the ids of the caller's data in its keys stay valid.
@@ -222,9 +212,8 @@ class BoundModel:
         True
         """
         if params is None:
-            return self._wrapper(inputs)
-        prefixed = {f"net.{name}": value for name, value in params.items()}
-        return functional_call(self._wrapper, prefixed, (inputs,))
+            return self.adapter.forward(self.estimator, self.module, inputs)
+        return self.run_with(params, lambda: self.forward(None, inputs))
 
     def run_with(self, params: dict[str, torch.Tensor], fn: Callable[[], Any]) -> Any:
         """``fn()`` with ``params`` swapped into the module for the whole call.
