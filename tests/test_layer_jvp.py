@@ -32,17 +32,28 @@ TANGENTS = [
 ]
 
 
-def _dual_call(func, x, w, b, tangents, options, keywords, mode):
+def _dual_call(call, tensors, tangents, mode):
+    """``call(*tensors)`` with a seeded random tangent on each flagged, non-None tensor."""
     gen = torch.Generator().manual_seed(1)
     with dual_level():
         args = [
-            fwAD.make_dual(t, torch.randn(t.shape, generator=gen)) if has else t
-            for t, has in zip((x, w, b), tangents, strict=True)
+            fwAD.make_dual(t, torch.randn(t.shape, generator=gen)) if has and t is not None else t
+            for t, has in zip(tensors, tangents, strict=True)
         ]
         with mode:
-            out = func(*args, *options, **keywords)
+            out = call(*args)
         primal, tangent = fwAD.unpack_dual(out)
     return primal, tangent
+
+
+def _assert_same_as_pytorch(call, tensors, tangents):
+    ours = _dual_call(call, tensors, tangents, SkipAbsentTangents())
+    theirs = _dual_call(call, tensors, tangents, torch.no_grad())
+    torch.testing.assert_close(ours[0], theirs[0], rtol=0, atol=0)
+    if theirs[1] is None:
+        assert ours[1] is None
+    else:
+        torch.testing.assert_close(ours[1], theirs[1], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -51,13 +62,9 @@ def test_same_primal_and_tangent_as_pytorch(name, tangents):
     func, x_shape, w_shape, n_bias, options, keywords = LAYERS[name]
     gen = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(s, generator=gen) for s in (x_shape, w_shape, (n_bias,)))
-    ours = _dual_call(func, x, w, b, tangents, options, keywords, SkipAbsentTangents())
-    theirs = _dual_call(func, x, w, b, tangents, options, keywords, torch.no_grad())
-    torch.testing.assert_close(ours[0], theirs[0], rtol=0, atol=0)
-    if not any(tangents):
-        assert ours[1] is None and theirs[1] is None
-    else:
-        torch.testing.assert_close(ours[1], theirs[1], rtol=1e-6, atol=1e-6)
+    _assert_same_as_pytorch(
+        lambda x, w, b: func(x, w, b, *options, **keywords), (x, w, b), tangents
+    )
 
 
 @pytest.mark.parametrize("tangents", TANGENTS)
@@ -69,25 +76,9 @@ def test_eval_batch_norm_same_as_pytorch(tangents, affine):
     w, b = (
         (torch.randn(3, generator=gen), torch.randn(3, generator=gen)) if affine else (None, None)
     )
-    results = []
-    for mode in (SkipAbsentTangents(), torch.no_grad()):
-        gen = torch.Generator().manual_seed(1)
-        with dual_level():
-            x_, w_, b_ = (
-                fwAD.make_dual(t, torch.randn(t.shape, generator=gen))
-                if has and t is not None
-                else t
-                for t, has in zip((x, w, b), tangents, strict=True)
-            )
-            with mode:
-                out = F.batch_norm(x_, mean, var, w_, b_, False, 0.1, 1e-3)
-            results.append(fwAD.unpack_dual(out))
-    (primal, tangent), (their_primal, their_tangent) = results
-    torch.testing.assert_close(primal, their_primal, rtol=0, atol=0)
-    if their_tangent is None:
-        assert tangent is None
-    else:
-        torch.testing.assert_close(tangent, their_tangent, rtol=1e-6, atol=1e-6)
+    _assert_same_as_pytorch(
+        lambda x, w, b: F.batch_norm(x, mean, var, w, b, False, 0.1, 1e-3), (x, w, b), tangents
+    )
 
 
 def test_training_batch_norm_is_left_to_pytorch():
