@@ -88,6 +88,16 @@ def test_lissa_full_batch_stops_early_when_converged(run):
     assert all(np.isfinite(report.norm_trace[0]))
 
 
+def test_lissa_reports_the_power_iteration_cost_only_for_auto_scale(run):
+    auto, _ = run(inverse_hvp="lissa", lissa_depth=20)
+    fixed, _ = run(inverse_hvp="lissa", lissa_depth=20, lissa_scale=10.0)
+    a, f = auto.diagnostics_.solver, fixed.diagnostics_.solver
+    assert 0 < a.power_iteration_products <= 20 * 64  # 20 products on a 64-sample probe at most
+    assert a.hessian_vector_products == a.power_iteration_products + 20 * 32
+    assert f.power_iteration_products == 0 and f.top_eigenvalue is None
+    assert f.hessian_vector_products == 20 * 32
+
+
 def test_lissa_fixed_scale_too_small_raises_with_advice(run):
     with pytest.raises(SolverDivergenceError, match=r"scale must exceed the top eigenvalue"):
         run(inverse_hvp="lissa", lissa_scale=1e-3)

@@ -304,6 +304,13 @@ def test_lissa_defaults_match_explicit_solve(gt_digits, lr):
     assert cos >= 0.99, f"LiSSA cosine {cos}"
     assert err <= 0.2, f"LiSSA relative error {err:.3g} (a cosine hides a wrong scale)"
     assert report.iterations == [1000]
+    # scale="auto": a 64-sample probe estimates the top eigenvalue within its sampling
+    # noise (~10%), the 1.5x safety puts the scale above the true one, and the estimate
+    # costs a small share of the recursion's 32,000 products
+    assert report.top_eigenvalue == pytest.approx(top, rel=0.25)
+    assert report.scale > top
+    assert 0 < report.power_iteration_products <= 20 * 64
+    assert report.power_iteration_products <= 0.05 * report.hessian_vector_products
 
 
 # -- influence scores -----------------------------------------------------------------------------
