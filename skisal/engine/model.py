@@ -294,8 +294,8 @@ class BoundModel:
         tensor([[ 3.,  4.,  5.],
                 [ 9., 10., 11.]])
         """
-        key = (id(X), np.asarray(indices).tobytes())
-        if reuse and key in self._cache:
+        key = (id(X), np.asarray(indices).tobytes()) if reuse else None
+        if key in self._cache:
             return self._cache[key]
         raw = self.adapter.get_inputs(self.estimator, X, indices, self.device)
         with torch.no_grad():
