@@ -13,6 +13,9 @@ Reported, per pool size:
 
 * growth = peak RSS - baseline RSS (bytes);
 * growth / pool array bytes (target <= 1.2);
+* the same for a plain forward pass over the pool that keeps its probabilities (what
+  uncertainty sampling holds), measured the same way in fresh processes of its own: the
+  per-batch workspace any batched pass needs, beside ISAL's;
 
 and across the two sizes the *marginal* growth, ``(growth(n2) - growth(n1)) /
 (pool bytes(n2) - pool bytes(n1))``: what each extra byte of pool costs during
@@ -103,7 +106,12 @@ def _network(model_name: str) -> tuple[Any, tuple[int, ...], str]:
 
 
 def child(
-    model_name: str, pool: int, device_name: str, batch_size: int, seed: int
+    model_name: str,
+    pool: int,
+    device_name: str,
+    batch_size: int,
+    seed: int,
+    method: str = "isal",
 ) -> dict[str, Any]:
     """One measurement, in this (fresh) process.
 
@@ -117,6 +125,9 @@ def child(
     batch_size : int
         Pool samples per forward pass.
     seed : int
+    method : {"isal", "forward"}, default="isal"
+        ISAL's ``score_pool``, or the plain forward pass over the pool (softmax
+        probabilities of every sample kept, as uncertainty sampling keeps them).
 
     Returns
     -------
@@ -126,6 +137,7 @@ def child(
     """
     import numpy as np
     import torch
+    from bench_scoring import forward_probabilities
     from skorch import NeuralNetClassifier
     from torch import nn
 
@@ -159,8 +171,15 @@ def child(
     s_test = torch.as_tensor(rng.standard_normal(space.dim).astype(np.float32), device=device)
     s_test *= 1e-3
     cuda = device.type == "cuda"
+
+    def score(X: np.ndarray) -> tuple[torch.Tensor, str]:
+        if method == "forward":
+            return forward_probabilities(module, X, batch_size, device), "plain forward"
+        scores, used, _, _ = score_pool(model, s_test, X, batch_size, method="forward")
+        return scores, used
+
     with evaluation_mode(module), torch.no_grad():
-        score_pool(model, s_test, X[:batch_size], batch_size, method="forward")  # warm-up
+        score(X[:batch_size])  # warm-up
         gc.collect()
         if cuda:
             torch.cuda.synchronize(device)
@@ -168,7 +187,7 @@ def child(
             device_baseline = torch.cuda.memory_allocated(device)
         baseline_kib = _status_kib("VmRSS")
         reset = _reset_peak() and baseline_kib is not None
-        scores, method, _, _ = score_pool(model, s_test, X, batch_size, method="forward")
+        scores, used = score(X)
         if cuda:
             torch.cuda.synchronize(device)
             device_peak = torch.cuda.max_memory_allocated(device)
@@ -179,7 +198,8 @@ def child(
         "pool_bytes": X.nbytes,
         "scores_bytes": scores.element_size() * scores.numel(),
         "batch_size": batch_size,
-        "scoring_method": method,
+        "method": method,
+        "scoring_method": used,
         "peak_source": "VmHWM after clear_refs" if reset else "ru_maxrss",
         "baseline_rss": (baseline_kib or 0) * 1024,
         "peak_rss": peak_kib * 1024 if reset else _ru_maxrss_bytes(),
@@ -191,7 +211,9 @@ def child(
     return result
 
 
-def _measure(model_name: str, pool: int, args: Any, batch_size: int) -> dict[str, Any]:
+def _measure(
+    model_name: str, pool: int, args: Any, batch_size: int, method: str = "isal"
+) -> dict[str, Any]:
     """Run one :func:`child` measurement in a fresh Python process and parse its JSON."""
     command = [
         sys.executable,
@@ -209,6 +231,8 @@ def _measure(model_name: str, pool: int, args: Any, batch_size: int) -> dict[str
         str(args.threads),
         "--seed",
         str(args.seed),
+        "--method",
+        method,
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -225,6 +249,8 @@ def _model_result(
     for pool in pools:
         runs = [_measure(model_name, pool, args, batch_size) for _ in range(repeats)]
         growth = statistics.median(r["peak_rss"] - r["baseline_rss"] for r in runs)
+        plain = [_measure(model_name, pool, args, batch_size, "forward") for _ in range(repeats)]
+        forward_growth = statistics.median(r["peak_rss"] - r["baseline_rss"] for r in plain)
         entry = {
             "pool": pool,
             "pool_bytes": runs[0]["pool_bytes"],
@@ -233,7 +259,10 @@ def _model_result(
             "peak_rss": statistics.median(r["peak_rss"] for r in runs),
             "growth": growth,
             "growth_over_pool": growth / runs[0]["pool_bytes"],
+            "forward_growth": forward_growth,
+            "forward_growth_over_pool": forward_growth / runs[0]["pool_bytes"],
             "runs": runs,
+            "forward_runs": plain,
         }
         if "device_peak" in runs[0]:
             dev = statistics.median(r["device_peak"] - r["device_baseline"] for r in runs)
@@ -241,7 +270,8 @@ def _model_result(
             entry["device_growth_over_pool"] = dev / runs[0]["pool_bytes"]
         log(
             f"[memory/{model_name}] pool {pool}: growth {growth / 2**20:.2f} MiB "
-            f"({entry['growth_over_pool']:.3f} x pool array)"
+            f"({entry['growth_over_pool']:.3f} x pool array); plain forward "
+            f"{forward_growth / 2**20:.2f} MiB ({entry['forward_growth_over_pool']:.3f})"
         )
         sizes.append(entry)
     first, last = sizes[0], sizes[-1]
@@ -297,6 +327,9 @@ def run(args: Any, log: Any = print) -> dict[str, Any]:
             "growth_over_pool": f"growth / pool array bytes (target <= {TARGET_GROWTH:g})",
             "marginal_growth": "(growth(largest pool) - growth(smallest)) / (difference of "
             "their pool array bytes)",
+            "forward_growth": "the same growth for a plain forward pass over the pool that "
+            "keeps its softmax probabilities (uncertainty sampling), same batches, in fresh "
+            "processes of its own",
         },
         "models": models,
     }
@@ -326,6 +359,8 @@ def markdown(result: dict[str, Any]) -> str:
         "peak RSS",
         "growth",
         "growth / pool",
+        "forward growth",
+        "forward growth / pool",
     ]
     if device:
         headers += ["device growth", "device growth / pool"]
@@ -341,6 +376,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{e['peak_rss'] / mib:.1f} MiB",
                 f"{e['growth'] / mib:.2f} MiB",
                 f"**{e['growth_over_pool']:.3f}**",
+                f"{e['forward_growth'] / mib:.2f} MiB" if "forward_growth" in e else "n/a",
+                f"{e['forward_growth_over_pool']:.3f}" if "forward_growth" in e else "n/a",
             ]
             if device:
                 row += [
@@ -362,7 +399,8 @@ def markdown(result: dict[str, Any]) -> str:
     return (
         "### Peak memory of pool scoring\n\n"
         f"Baseline: {d['baseline']}; peak: {d['peak']}; growth = {d['growth']}; growth / "
-        f"pool = {d['growth_over_pool']}; marginal growth = {d['marginal_growth']}.\n\n"
+        f"pool = {d['growth_over_pool']}; marginal growth = {d['marginal_growth']}; forward "
+        f"growth = {d.get('forward_growth', 'not measured in this run')}.\n\n"
         + markdown_table(headers, rows)
         + "\n\n"
         + "\n".join(notes)
@@ -380,9 +418,11 @@ def _main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--method", choices=["isal", "forward"], default="isal")
     args = parser.parse_args()
     configure_threads(args.threads)
-    print(json.dumps(child(args.model, args.pool, args.device, args.batch_size, args.seed)))
+    result = child(args.model, args.pool, args.device, args.batch_size, args.seed, args.method)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
