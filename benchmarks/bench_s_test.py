@@ -12,7 +12,8 @@ Measured, each against that exact ``s_test`` (relative error ``||s - s*|| / ||s*
 * conjugate gradient (``ConjugateGradientSolver``) as a function of its iterations;
 * LiSSA (``LissaSolver``) as a function of depth x repeats, with ``scale="auto"``
   and with fixed scales (1, 2, 10 and 100 times the true top eigenvalue of
-  ``H + damping I``, and the reference code's 1e4) at the same depth and repeats.
+  ``H + damping I``, and the reference code's 1e4) at the same cost: the fixed scales
+  run as many extra steps as auto's power iteration spends Hessian-vector products.
 
 Every solver runs on skisal's default Gauss-Newton products (equal to the Hessian for
 this model) with its default ``hessian_batch_size`` of 32; the stopping tolerances are
