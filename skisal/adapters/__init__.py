@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ModelAdapter
+from .skactiveml_classifier import SkactivemlSkorchAdapter, is_skactiveml_skorch
 from .skorch_classifier import SkorchClassifierAdapter, _split_pipeline
 
-__all__ = ["ModelAdapter", "SkorchClassifierAdapter", "resolve_adapter"]
+__all__ = [
+    "ModelAdapter",
+    "SkactivemlSkorchAdapter",
+    "SkorchClassifierAdapter",
+    "resolve_adapter",
+]
 
 
 def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> ModelAdapter:
@@ -16,7 +22,8 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
     An estimator class may name its own adapter by defining a method
     ``_skisal_adapter(self) -> ModelAdapter`` (skisal's own detection
     estimator does); skorch nets, and Pipelines ending in one, get a
-    :class:`SkorchClassifierAdapter`; a bare torchvision FCOS, RetinaNet or
+    :class:`SkorchClassifierAdapter`; scikit-activeml's ``SkorchClassifier``
+    gets a :class:`SkactivemlSkorchAdapter`; a bare torchvision FCOS, RetinaNet or
     Faster R-CNN module gets a :class:`skisal.detection.DetectionAdapter`.
 
     Parameters
@@ -70,6 +77,8 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
         NeuralNet = ()
     if isinstance(last, NeuralNet):
         return SkorchClassifierAdapter()
+    if is_skactiveml_skorch(last):
+        return SkactivemlSkorchAdapter()
     try:
         from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 
@@ -82,6 +91,6 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
         return DetectionAdapter()
     raise TypeError(
         "classifier must be a skorch NeuralNet/NeuralNetClassifier, a scikit-learn Pipeline "
-        "ending in one, or a modAL learner wrapping one; got "
+        "ending in one, scikit-activeml's SkorchClassifier, or a modAL learner wrapping one; got "
         f"{type(last).__name__}. For another model family pass adapter=ModelAdapter subclass."
     )
