@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib
@@ -44,8 +43,6 @@ from skisal import InfluenceQueryStrategy, RandomSampling
 from skisal.detection import TorchvisionDetector, detection_uncertainty, make_shapes
 
 STRATEGIES = ("ISAL", "uncertainty", "random")
-# modAL 0.4.2.1 passes force_all_finite, renamed in scikit-learn 1.6 (see the install page).
-warnings.filterwarnings("ignore", "'force_all_finite' was renamed", FutureWarning)
 
 
 def run_seed(seed: int, sizes: dict[str, int]) -> list[dict]:

@@ -6,8 +6,12 @@ strategy; :mod:`skisal.engine` holds the model-agnostic influence engine and
 with live in :mod:`skisal.baselines`, and whole comparisons (datasets, a
 resumable runner, reports, the ``skisal-experiment`` command) in
 :mod:`skisal.experiments`.
+
+``import skisal`` also makes the installed modAL work on current scikit-learn
+and pandas (:mod:`skisal.modal_compat`; ``SKISAL_MODAL_COMPAT=0`` turns that off).
 """
 
+from . import modal_compat
 from .adapters import ModelAdapter, SkorchClassifierAdapter, resolve_adapter
 from .baselines import CoresetSampling, RandomSampling, gradient_similarity
 from .engine import InfluenceDiagnostics, SolverReport
@@ -15,6 +19,8 @@ from .exceptions import NonFiniteScoreError, SolverDivergenceError
 from .strategy import InfluenceQueryStrategy
 
 __version__ = "0.1.0"
+
+modal_compat._apply_on_import()
 
 __all__ = [
     "CoresetSampling",

@@ -16,6 +16,7 @@ __all__ = [
     "format_result",
     "installed_modal_returns_scores",
     "is_learner",
+    "is_learner_like",
     "learner_returns_scores",
     "returns_scores",
 ]
@@ -70,6 +71,38 @@ def is_learner(obj: Any) -> bool:
     return hasattr(obj, "estimator") and hasattr(obj, "query_strategy")
 
 
+def is_learner_like(obj: Any) -> bool:
+    """Whether ``obj`` can stand for a learner: a modAL learner, or any object with an
+    ``estimator`` and its training data (``X_training`` and/or ``y_training``).
+
+    Such an object (a custom learner, a modAL fork) gives a strategy its
+    estimator and, unless given otherwise, its labelled data. The training data
+    is required so that scikit-learn meta-estimators, which also have an
+    ``estimator`` attribute, are not mistaken for learners.
+
+    Parameters
+    ----------
+    obj : object
+        What a strategy was called with.
+
+    Returns
+    -------
+    bool
+        True for a modAL learner or a learner-like object.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> is_learner_like(SimpleNamespace(estimator=None, X_training=None, y_training=None))
+    True
+    >>> is_learner_like(SimpleNamespace(estimator=None))
+    False
+    """
+    return is_learner(obj) or (
+        hasattr(obj, "estimator") and (hasattr(obj, "X_training") or hasattr(obj, "y_training"))
+    )
+
+
 def learner_returns_scores(learner: Any) -> bool:
     """Whether this learner's ``query`` expects ``(indices, scores)`` from its strategy.
 
@@ -104,7 +137,8 @@ def learner_returns_scores(learner: Any) -> bool:
 def returns_scores(setting: str | bool, classifier: Any) -> bool:
     """Resolve a strategy's ``return_scores`` option for this call.
 
-    "auto" follows the calling learner's protocol, else the installed modAL's.
+    "auto" follows the calling learner's protocol (read from its ``query``), else
+    the installed modAL's: so does a learner-like object without a ``query`` method.
 
     Parameters
     ----------
@@ -125,10 +159,14 @@ def returns_scores(setting: str | bool, classifier: Any) -> bool:
     ...     def query(self, X_pool): ...
     >>> returns_scores("auto", Learner041()), returns_scores(True, Learner041())
     (False, True)
+    >>> class Custom:  # no ``query``: the installed modAL decides
+    ...     estimator = X_training = y_training = None
+    >>> returns_scores("auto", Custom()) == installed_modal_returns_scores()
+    True
     """
     if setting != "auto":
         return bool(setting)
-    if is_learner(classifier):
+    if is_learner_like(classifier):
         return learner_returns_scores(classifier)
     return installed_modal_returns_scores()
 

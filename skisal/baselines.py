@@ -164,7 +164,7 @@ def penultimate_features(
     >>> penultimate_features(net, X).shape
     torch.Size([20, 8])
     """
-    estimator = estimator.estimator if _modal.is_learner(estimator) else estimator
+    estimator = estimator.estimator if _modal.is_learner_like(estimator) else estimator
     adapter = resolve_adapter(estimator, adapter)
     adapter.check_estimator(estimator)
     module = adapter.get_module(estimator)

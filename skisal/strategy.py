@@ -298,9 +298,10 @@ class InfluenceQueryStrategy(BaseEstimator):
 
         Parameters
         ----------
-        classifier : modAL learner, skorch net or Pipeline ending in one
-            A modAL ``ActiveLearner`` (its ``X_training``/``y_training`` give
-            the Hessian's labelled data), ``DeepActiveLearner`` or bare
+        classifier : learner, skorch net or Pipeline ending in one
+            A modAL ``ActiveLearner`` or any learner-like object with an
+            ``estimator`` and ``X_training``/``y_training`` (which give the
+            Hessian's labelled data), a ``DeepActiveLearner``, or a bare
             estimator (labelled data from ``X_labeled``/``y_labeled``).
         X_pool : array-like or torch.Tensor
             Unlabelled samples; never modified.
@@ -632,8 +633,12 @@ class InfluenceQueryStrategy(BaseEstimator):
         return IdentitySolver()
 
     def _unwrap(self, classifier: Any, X_labeled: Any, y_labeled: Any) -> tuple[Any, Any, Any]:
-        """Estimator and labelled data: call-time > constructor > learner's training set."""
-        estimator = classifier.estimator if _modal.is_learner(classifier) else classifier
+        """Estimator and labelled data: call-time > constructor > learner's training set.
+
+        A learner is a modAL learner or any learner-like object: one with an
+        ``estimator`` and ``X_training``/``y_training`` (:func:`_modal.is_learner_like`).
+        """
+        estimator = classifier.estimator if _modal.is_learner_like(classifier) else classifier
         if X_labeled is None and y_labeled is None:
             X_labeled, y_labeled = self.X_labeled, self.y_labeled
         if X_labeled is None and y_labeled is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -91,6 +92,37 @@ def test_bare_net_and_reference_set_defaults_to_labelled_set(digits, fitted_net)
     idx = strategy(fitted_net, digits["X_pool"], n_instances=4)
     assert idx.shape == (4,)
     assert strategy.diagnostics_.n_reference == len(digits["X_labeled"])  # ISAL_v3
+
+
+class CustomLearner:
+    """Not modAL: an object with an ``estimator`` and its training data, and no ``query``."""
+
+    def __init__(self, estimator, X_training, y_training):
+        self.estimator, self.X_training, self.y_training = estimator, X_training, y_training
+
+
+def test_learner_like_object_gives_estimator_and_labelled_data(digits, fitted_net):
+    explicit = _strategy(digits).influence(
+        fitted_net, digits["X_pool"], X_labeled=digits["X_labeled"], y_labeled=digits["y_labeled"]
+    )
+    custom = CustomLearner(fitted_net, digits["X_labeled"], digits["y_labeled"])
+    strategy = _strategy(digits)
+    np.testing.assert_array_equal(strategy.influence(custom, digits["X_pool"]), explicit)
+    assert strategy.diagnostics_.n_labeled == len(digits["X_labeled"])
+    # No ``query`` to read a protocol from: the installed modAL's decides.
+    result = strategy(custom, digits["X_pool"], n_instances=5)
+    idx = result[0] if installed_modal_returns_scores() else result
+    assert isinstance(result, tuple) is installed_modal_returns_scores()
+    np.testing.assert_array_equal(idx, np.argsort(explicit, kind="stable")[:5])
+
+
+def test_meta_estimator_with_an_estimator_attribute_is_not_a_learner():
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from skisal._modal import is_learner_like
+
+    assert not is_learner_like(CalibratedClassifierCV(make_net()))
+    assert is_learner_like(SimpleNamespace(estimator=None, y_training=np.zeros(3)))
 
 
 def test_torch_tensor_inputs_match_numpy(digits, fitted_net):

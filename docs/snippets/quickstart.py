@@ -4,7 +4,6 @@
 ``docs/quickstart.md`` shows it. Run it yourself with ``python docs/snippets/quickstart.py``.
 """
 
-import warnings
 
 import numpy as np
 import torch
@@ -16,8 +15,6 @@ from skisal import InfluenceQueryStrategy
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # a tiny network: threads cost more than they save
-# modAL 0.4.2.1 passes force_all_finite, renamed in scikit-learn 1.6 (see the install page).
-warnings.filterwarnings("ignore", "'force_all_finite' was renamed", FutureWarning)
 
 # Synthetic data: 3 classes, 20 features. y_oracle plays the annotator.
 X, y = make_classification(

@@ -21,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -357,15 +355,6 @@ def _check_or_write_config(config: ExperimentConfig, out_dir: Path) -> None:
         path.write_text(json.dumps(wanted, indent=2) + "\n")
 
 
-@contextmanager
-def _quiet_library_notices() -> Iterator[None]:
-    # Raised inside the libraries, nothing a user can act on: modAL passes
-    # check_X_y(force_all_finite=...), renamed in scikit-learn 1.6.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "'force_all_finite' was renamed", FutureWarning)
-        yield
-
-
 def run_experiment(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -427,7 +416,6 @@ def run_experiment(
     remaining = sum(config.steps + 1 - len(completed.get((n, s), [])) for s, n in runs)
     results: list[StepRecord] = []
     with (
-        _quiet_library_notices(),
         (out_dir / RECORDS_FILE).open("a") as sink,
         tqdm(total=remaining, unit="step", disable=not progress) as bar,
     ):
