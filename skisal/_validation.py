@@ -22,6 +22,7 @@ __all__ = [
     "is_positive_int",
     "is_positive_real",
     "n_rows",
+    "rows_as_array",
     "take_rows",
     "to_index_labels",
     "within_budget",
@@ -181,6 +182,52 @@ def take_rows(X: Any, indices: np.ndarray) -> Any:
     if isinstance(X, np.ndarray):
         return X[indices]
     return [X[int(i)] for i in indices]
+
+
+def rows_as_array(rows: Any) -> np.ndarray:
+    """A batch of rows as a C-contiguous, writable numpy array, ready for ``torch.as_tensor``.
+
+    Whatever the layout of the user's data -- a pandas object (whose
+    ``to_numpy`` is a read-only view under copy-on-write, with negative strides
+    when the frame was reversed), a Fortran-ordered, strided or reversed array,
+    a read-only one -- the network receives the same C-ordered batch, so that
+    every layout gives bit-identical outputs. A copy is made only when the
+    batch is not already C-contiguous and writable: rows taken by integer
+    indexing are a fresh array already. Never modifies ``rows``, and never
+    returns a view of read-only memory (the module may write to its input).
+
+    Parameters
+    ----------
+    rows : ndarray, pandas object, scipy sparse matrix or sequence
+        One batch of samples (not the whole data set: this may copy it).
+
+    Returns
+    -------
+    ndarray
+        The batch, C-contiguous and writable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> X.flags.writeable = False
+    >>> batch = rows_as_array(X[::-1])  # reversed and read-only
+    >>> batch, batch.flags.c_contiguous, batch.flags.writeable
+    (array([[4., 5.],
+           [2., 3.],
+           [0., 1.]]), True, True)
+    >>> fresh = np.ones((2, 2))
+    >>> rows_as_array(fresh) is fresh  # already fine: no copy
+    True
+    """
+    if hasattr(rows, "toarray"):  # scipy sparse, e.g. from a Pipeline's transformer
+        rows = rows.toarray()
+    if hasattr(rows, "to_numpy"):
+        rows = rows.to_numpy()
+    arr = np.asarray(rows)
+    if arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    return np.array(arr, order="C", copy=True)
 
 
 def _non_finite_rows(X: Any) -> np.ndarray | None:

@@ -9,12 +9,48 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import take_rows, to_index_labels
+from .._validation import rows_as_array, take_rows, to_index_labels
+from ..engine.model import evaluation_mode
 from .base import ModelAdapter
 
 __all__ = ["SkorchClassifierAdapter"]
 
 _CLASSIFICATION_CRITERIA = (nn.CrossEntropyLoss, nn.NLLLoss)
+
+#: Rows of the reference and labelled sets whose outputs :meth:`check_targets` checks.
+_CHECKED_ROWS = 4
+
+
+def _output_problems(kind: str, outputs: torch.Tensor) -> list[str]:
+    """What keeps ``outputs`` from being probabilities or log-probabilities (empty: nothing)."""
+    if not outputs.is_floating_point():
+        return [f"values of dtype {outputs.dtype}"]
+    tol = max(1e-3, 8 * torch.finfo(outputs.dtype).eps)
+    values = outputs.to(torch.float64)
+    if kind == "probabilities":
+        if not bool(torch.isfinite(values).all()):
+            return ["NaN or infinite values"]
+        problems = []
+        low, high = float(values.min()), float(values.max())
+        if low < -tol or high > 1 + tol:
+            problems.append(f"values outside [0, 1] (from {low:.3g} to {high:.3g})")
+        sums = values.sum(dim=1)
+        worst = float(sums[(sums - 1).abs().argmax()])
+        if abs(worst - 1) > tol:
+            problems.append(f"rows sum to {worst:.3g}, not 1")
+        return problems
+    # log-probabilities: -inf is log(0), but NaN and +inf are no log-probability
+    if bool(torch.isnan(values).any() | torch.isposinf(values).any()):
+        return ["NaN or +inf values"]
+    problems = []
+    high = float(values.max())
+    if high > tol:
+        problems.append(f"values above 0 (up to {high:.3g})")
+    lse = torch.logsumexp(values, dim=1)
+    worst = float(lse[lse.abs().argmax()])
+    if abs(worst) > tol:
+        problems.append(f"the exponentials of a row sum to {np.exp(worst):.3g}, not 1")
+    return problems
 
 
 def _split_pipeline(estimator: Any) -> tuple[Any, Any]:
@@ -32,13 +68,20 @@ class SkorchClassifierAdapter(ModelAdapter):
     ``NeuralNetClassifier``'s default ``NLLLoss`` on probabilities (skorch
     takes their log in ``get_loss``, and so does this adapter),
     ``CrossEntropyLoss`` on logits, and ``NLLLoss`` on log-probabilities in a
-    plain ``NeuralNet``. The criterion's options (class ``weight``,
+    plain ``NeuralNet``. A module whose outputs do not suit its ``NLLLoss``
+    (logits: such a ``NeuralNetClassifier`` trains to a NaN loss) is refused
+    with a ``ValueError`` naming the fix, ``criterion=torch.nn.CrossEntropyLoss``
+    (see :meth:`check_outputs`). The criterion's options (class ``weight``,
     ``label_smoothing``, ``ignore_index``) are kept; only its reduction is
     changed, on a copy, to get per-sample losses, whose plain mean is the
     training objective (with a class ``weight``, torch's ``"mean"`` divides by
     the summed weights instead; the two differ by a factor per batch). A module
     returning a tuple is read as skorch reads it: its first element is the
-    prediction. Inputs are arrays or tensors (not skorch's dict inputs).
+    prediction. Inputs are arrays, pandas objects or tensors (not skorch's dict
+    inputs). Arrays and pandas objects may have any memory layout: each batch
+    reaches the network as a C-ordered array of its own, so a reversed,
+    strided, read-only or Fortran-ordered pool (or a DataFrame over one)
+    scores exactly like its C-ordered copy.
 
     Parameters
     ----------
@@ -54,7 +97,8 @@ class SkorchClassifierAdapter(ModelAdapter):
     ------
     ValueError
         At query time, if ``top_k`` is not a positive integer below the number
-        of classes (see :meth:`check_estimator` and :meth:`check_targets`).
+        of classes, or the module's outputs do not suit its ``NLLLoss`` (see
+        :meth:`check_estimator`, :meth:`check_targets` and :meth:`check_outputs`).
 
     Examples
     --------
@@ -181,7 +225,8 @@ class SkorchClassifierAdapter(ModelAdapter):
         estimator : skorch NeuralNet or Pipeline ending in one
             The estimator.
         X : array-like, torch.Tensor or pandas object
-            The samples.
+            The samples, in any memory layout (reversed, strided, read-only,
+            Fortran-ordered, a DataFrame over any of those); never modified.
         indices : ndarray
             Rows of ``X`` in the batch.
         device : torch.device
@@ -190,7 +235,10 @@ class SkorchClassifierAdapter(ModelAdapter):
         Returns
         -------
         torch.Tensor
-            The batch, floating point in the module's dtype.
+            The batch, floating point in the module's dtype. Array and pandas
+            batches are C-ordered copies of the rows (copied once more only
+            when taking the rows did not already give one), so every layout
+            gives the module the same tensor.
 
         Examples
         --------
@@ -213,11 +261,11 @@ class SkorchClassifierAdapter(ModelAdapter):
         rows = take_rows(X, indices)
         if preprocess is not None:
             rows = preprocess.transform(rows)
-        if hasattr(rows, "toarray"):  # scipy sparse from a transformer
-            rows = rows.toarray()
-        if hasattr(rows, "to_numpy"):
-            rows = rows.to_numpy()
-        x = torch.as_tensor(rows).to(device, non_blocking=True)
+        if not isinstance(rows, torch.Tensor):
+            # the batch only, C-ordered and writable: any layout of the user's data
+            # (reversed or strided frames, read-only or Fortran arrays) scores the same
+            rows = torch.as_tensor(rows_as_array(rows))
+        x = rows.to(device, non_blocking=True)
         dtype = next(self.get_module(estimator).parameters()).dtype
         if x.is_floating_point() and x.dtype != dtype:
             x = x.to(dtype)
@@ -269,9 +317,12 @@ class SkorchClassifierAdapter(ModelAdapter):
         argument : str
             Name used in error messages (``"y_reference"``, ``"y_labeled"``).
         probe_outputs : torch.Tensor of shape (1, n_classes)
-            The module's outputs on one sample.
+            The module's outputs on one sample; they give the number of
+            classes and must suit the criterion (see :meth:`check_outputs`).
         X : array-like, optional
-            The samples the labels belong to (unused).
+            The samples the labels belong to. With ``NLLLoss``, the module's
+            outputs on its first few rows are checked too (one small forward
+            pass in eval mode, without gradients).
 
         Returns
         -------
@@ -281,8 +332,10 @@ class SkorchClassifierAdapter(ModelAdapter):
         Raises
         ------
         ValueError
-            If ``top_k`` is not below the number of classes, or a label lies
-            outside the classes or is not integral.
+            If ``top_k`` is not below the number of classes, a label lies
+            outside the classes or is not integral, or the module's outputs
+            are not the probabilities (``NeuralNetClassifier``) or
+            log-probabilities (``NeuralNet``) its ``NLLLoss`` expects.
         TypeError
             If the labels are not integer class indices.
 
@@ -309,7 +362,93 @@ class SkorchClassifierAdapter(ModelAdapter):
                 "weighted by the posterior over every class, the cross-entropy gradient is "
                 "exactly zero, so every influence would be rounding noise."
             )
-        return to_index_labels(y, argument, n_classes=n_classes)
+        self.check_outputs(estimator, probe_outputs, "one sample")
+        labels = to_index_labels(y, argument, n_classes=n_classes)
+        if X is not None and self._outputs_kind(estimator) != "logits":
+            self._check_first_rows(estimator, X, argument)
+        return labels
+
+    def _check_first_rows(self, estimator: Any, X: Any, argument: str) -> None:
+        """:meth:`check_outputs` on the module's outputs for the first rows of ``X``.
+
+        One forward pass of a few samples, on the user's module in eval mode
+        (its flags restored exactly), without gradients.
+        """
+        n = min(_CHECKED_ROWS, self.n_samples(X))
+        module = self.get_module(estimator)
+        with torch.no_grad(), evaluation_mode(module):
+            inputs = self.get_inputs(estimator, X, np.arange(n), self.get_device(estimator))
+            outputs = self.forward(estimator, module, inputs)
+        name = "X" + argument[1:] if argument.startswith("y") else f"the samples of {argument}"
+        self.check_outputs(estimator, outputs, f"the first {n} samples of {name}")
+
+    def check_outputs(self, estimator: Any, outputs: torch.Tensor, where: str = "a batch") -> None:
+        """Raise if the module's outputs are not what the net's criterion expects.
+
+        ``NLLLoss`` takes log-probabilities. ``NeuralNetClassifier`` takes the
+        log of the module's outputs first, so its module must return
+        probabilities (finite, in ``[0, 1]``, rows summing to one); a plain
+        ``NeuralNet`` (and scikit-activeml's wrapper) hands the outputs to the
+        loss as they are, so they must be log-probabilities (at most zero,
+        each row's ``logsumexp`` zero). A module returning logits violates
+        both: under ``NeuralNetClassifier`` it trains to a NaN loss, and its
+        influences would be garbage. Logits (``CrossEntropyLoss``) may be any
+        values. The tolerance is ``max(1e-3, 8 eps)`` in the outputs' dtype.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion and class say what the outputs must be.
+        outputs : torch.Tensor of shape (n, n_classes)
+            The module's outputs (:meth:`forward`).
+        where : str, default="a batch"
+            Which samples they belong to, for the error message.
+
+        Raises
+        ------
+        ValueError
+            Naming the criterion, what is wrong with the outputs, and the fix
+            (``criterion=torch.nn.CrossEntropyLoss`` for a module that returns
+            logits).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
+        ...     module__out_features=3).initialize()  # skorch's default NLLLoss
+        >>> adapter = SkorchClassifierAdapter()
+        >>> adapter.check_outputs(net, torch.tensor([[0.2, 0.3, 0.5]]))  # probabilities
+        >>> adapter.check_outputs(net, torch.tensor([[-1.0, 0.5, 3.7]]))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: the NeuralNetClassifier trains with NLLLoss, ... values outside [0, 1] ...
+        """
+        kind = self._outputs_kind(estimator)
+        if kind == "logits":
+            return
+        problems = _output_problems(kind, outputs.detach())
+        if not problems:
+            return
+        last = _split_pipeline(estimator)[1]
+        criterion = type(self._net(estimator).criterion_).__name__
+        found = "; ".join(problems)
+        if kind == "probabilities":
+            raise ValueError(
+                f"the {type(last).__name__} trains with {criterion}, so its module must return "
+                "probabilities (skorch's NeuralNetClassifier takes their log before the loss), "
+                f"but its outputs on {where} are not probabilities: {found}. A module that "
+                "returns logits trains to a NaN loss this way and its influences would be "
+                "garbage: refit the net with criterion=torch.nn.CrossEntropyLoss (or end the "
+                "module with a softmax)."
+            )
+        raise ValueError(
+            f"the {type(last).__name__} trains with {criterion} on the module's outputs as they "
+            f"are, so they must be log-probabilities, but its outputs on {where} are not: "
+            f"{found}. For a module that returns logits, refit the net with "
+            "criterion=torch.nn.CrossEntropyLoss (or end the module with log_softmax)."
+        )
 
     # -- model -------------------------------------------------------------
     def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> torch.Tensor:
@@ -490,6 +629,15 @@ class SkorchClassifierAdapter(ModelAdapter):
         losses = [criterion(log_input, labels[:, j]) for j in range(labels.shape[1])]
         return sum(w * loss for w, loss in zip(weights.unbind(1), losses, strict=True))
 
+    def _loss_class(self, criterion: nn.Module) -> type:
+        """The loss whose closed-form derivative applies: the criterion's own class.
+
+        A subclass may change the loss, so only the exact classes get the closed
+        form; an adapter knowing a subclass that merely routes its input returns
+        the base class.
+        """
+        return type(criterion)
+
     def _top_k(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pseudo-labels: the top-``top_k`` classes and their renormalised weights."""
         k = min(self.top_k, probs.shape[1])
@@ -538,7 +686,7 @@ class SkorchClassifierAdapter(ModelAdapter):
         """
         criterion = self._net(estimator).criterion_
         plain = (
-            type(criterion) in (nn.CrossEntropyLoss, nn.NLLLoss)
+            self._loss_class(criterion) in (nn.CrossEntropyLoss, nn.NLLLoss)
             and criterion.weight is None
             and getattr(criterion, "label_smoothing", 0.0) == 0.0
             and criterion.ignore_index < 0  # pseudo-labels are never ignored
