@@ -376,3 +376,20 @@ def test_multi_output_module_scores_the_criterion_output(data):
     )
     idx, utilities = query(**{**data, "clf": clf}, batch_size=2, return_utilities=True)
     assert np.isfinite(utilities[0, 12:]).all() and len(set(idx)) == 2
+
+
+def test_closed_form_derivative_applies_through_the_routing_criterion(data):
+    """scikit-activeml's criterion subclass only routes outputs: the closed form must apply."""
+    from skisal import ModelAdapter
+
+    torch.manual_seed(0)
+    clf = copy.deepcopy(data["clf"]).fit(data["X"], data["y"])
+    adapter = resolve_adapter(clf)
+    criterion = clf.neural_net_.criterion_
+    assert type(criterion) is not torch.nn.CrossEntropyLoss  # scikit-activeml's subclass
+    assert adapter._loss_class(criterion) is torch.nn.CrossEntropyLoss
+    outputs = torch.randn(6, 3, dtype=torch.float64)
+    tangents = torch.randn(6, 3, dtype=torch.float64)
+    closed = adapter.pseudo_label_derivative(clf, outputs, tangents)
+    by_autograd = ModelAdapter.pseudo_label_derivative(adapter, clf, outputs, tangents)
+    torch.testing.assert_close(closed, by_autograd)

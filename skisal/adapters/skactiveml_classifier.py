@@ -200,6 +200,15 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
             )
         return out
 
+    def _loss_class(self, criterion: nn.Module) -> type:
+        # scikit-activeml wraps the criterion in a subclass whose forward only picks the
+        # scored element of a tuple output: our outputs are that element already, so the
+        # base loss's closed-form derivative applies.
+        cls = type(criterion)
+        if "_criterion_output_selector" in vars(cls) and len(cls.__bases__) == 1:
+            return cls.__bases__[0]
+        return cls
+
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
     ) -> np.ndarray:
