@@ -172,7 +172,9 @@ class InfluenceQueryStrategy(BaseEstimator):
         pass the dtype. ``s_test`` is solved in the model's precision and the
         scores are accumulated in float64. Expect scores within about a
         percent of full precision (2% tangent error measured in bfloat16 on
-        the digits CNN); rankings of close samples can swap. Where forward
+        the digits CNN); rankings of close samples can swap, and a sample whose
+        top two classes nearly tie can take the other pseudo-label, and another
+        score with it. Where forward
         mode does not support a layer under autocast (a custom operation whose
         rule returns a float32 tangent), the pool is scored in full precision
         and ``diagnostics_.scoring_fallback_reason`` says so.

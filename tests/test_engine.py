@@ -281,12 +281,27 @@ def test_autocast_falls_back_to_full_precision_where_forward_mode_cannot(run, fi
     assert mixed.diagnostics_.scoring_method == "forward"
 
 
-def test_autocast_scores_batch_norm_in_reduced_precision(run):
-    """Eval-mode BatchNorm then Linear under autocast (PyTorch's own rule fails on it)."""
+def test_autocast_scores_batch_norm_in_reduced_precision(run, digits, fitted_net):
+    """Eval-mode BatchNorm then Linear under autocast (PyTorch's own rule fails on it).
+
+    Where the top two classes nearly tie, bfloat16 can pick the other pseudo-label, and the
+    score changes with it (seen with torch 2.1's fit of this net: one sample's sign flipped);
+    every other sample must stay within 5% of the largest score.
+    """
     _, full_scores = run()
     mixed, mixed_scores = run(autocast=True)
     assert mixed.diagnostics_.scoring_fallback_reason is None
     assert not np.array_equal(mixed_scores, full_scores)  # it did run in bfloat16
-    assert np.abs(mixed_scores - full_scores).max() < 0.05 * np.abs(full_scores).max()
-    ranks = [np.argsort(np.argsort(s)) for s in (full_scores, mixed_scores)]
+    module = fitted_net.module_.eval()
+    with torch.no_grad():
+        logits = module(torch.as_tensor(digits["X_pool"]))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = module(torch.as_tensor(digits["X_pool"])).float()
+    same = (logits.argmax(1) == low.argmax(1)).numpy()
+    top2 = logits.topk(2, dim=1).values
+    assert same.mean() > 0.95
+    assert ((top2[:, 0] - top2[:, 1]).numpy()[~same] < 0.1).all()  # only near-ties flip
+    error = np.abs(mixed_scores - full_scores)[same]
+    assert error.max() < 0.05 * np.abs(full_scores).max()
+    ranks = [np.argsort(np.argsort(s[same])) for s in (full_scores, mixed_scores)]
     assert np.corrcoef(*ranks)[0, 1] > 0.98
