@@ -174,10 +174,10 @@ class InfluenceQueryStrategy(BaseEstimator):
         percent of full precision (2% tangent error measured in bfloat16 on
         the digits CNN); rankings of close samples can swap, and a sample whose
         top two classes nearly tie can take the other pseudo-label, and another
-        score with it. Where forward
-        mode does not support a layer under autocast (a custom operation whose
-        rule returns a float32 tangent), the pool is scored in full precision
-        and ``diagnostics_.scoring_fallback_reason`` says so.
+        score with it. Where forward mode does not support a layer under
+        autocast (a custom operation whose rule returns a float32 tangent), the
+        pool is scored in full precision and
+        ``diagnostics_.scoring_fallback_reason`` says so.
     distributed : bool, default=False
         Score the pool across the processes of the initialised
         ``torch.distributed`` group (launched with ``torchrun``; gloo on CPU,
