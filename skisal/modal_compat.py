@@ -62,6 +62,7 @@ import inspect
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -271,5 +272,11 @@ def _apply_on_import() -> None:
         return
     try:
         apply()
-    except Exception:  # never let the compatibility layer break ``import skisal``
-        pass
+    except Exception as exc:  # never let the compatibility layer break ``import skisal``
+        warnings.warn(
+            f"skisal.modal_compat could not repair the installed modAL ({exc!r}); modAL's "
+            "teach() may fail on scikit-learn >= 1.8 or on DataFrames with pandas >= 2. "
+            f"Set {ENV_VAR}=0 to skip the repair.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
