@@ -380,6 +380,20 @@ def test_output_check_leaves_the_module_untouched(digits):
     assert_module_unchanged(before, module)
 
 
+def _in_precision(logits: torch.Tensor, function: str) -> list[torch.Tensor]:
+    """``logits.softmax(dim=1)`` (or log_softmax) computed in the logits' dtype, where torch can.
+
+    torch 2.1 (the oldest supported) has no float16 softmax on the CPU, so a module cannot
+    produce such outputs there: nothing to check.
+    """
+    try:
+        return [getattr(logits, function)(dim=1)]
+    except RuntimeError as exc:
+        if "not implemented for 'Half'" not in str(exc):
+            raise
+        return []
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("n_classes", [2, 10, 1000])
 def test_low_precision_outputs_are_accepted(dtype, n_classes):
@@ -392,7 +406,8 @@ def test_low_precision_outputs_are_accepted(dtype, n_classes):
         torch.nn.Linear, module__in_features=2, module__out_features=n_classes
     ).initialize()
     adapter.check_outputs(classifier, logits.softmax(dim=1).to(dtype))
-    adapter.check_outputs(classifier, logits.to(dtype).softmax(dim=1))
+    for computed in _in_precision(logits.to(dtype), "softmax"):
+        adapter.check_outputs(classifier, computed)
     plain = NeuralNet(
         torch.nn.Linear,
         module__in_features=2,
@@ -400,7 +415,8 @@ def test_low_precision_outputs_are_accepted(dtype, n_classes):
         criterion=torch.nn.NLLLoss,
     ).initialize()
     adapter.check_outputs(plain, logits.log_softmax(dim=1).to(dtype))
-    adapter.check_outputs(plain, logits.to(dtype).log_softmax(dim=1))
+    for computed in _in_precision(logits.to(dtype), "log_softmax"):
+        adapter.check_outputs(plain, computed)
     with pytest.raises(ValueError):
         adapter.check_outputs(classifier, logits.to(dtype))
     with pytest.raises(ValueError):
