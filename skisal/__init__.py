@@ -5,7 +5,8 @@ strategy; :mod:`skisal.engine` holds the model-agnostic influence engine and
 :mod:`skisal.adapters` the per-model-family adapters. Baselines to compare
 with live in :mod:`skisal.baselines`, and whole comparisons (datasets, a
 resumable runner, reports, the ``skisal-experiment`` command) in
-:mod:`skisal.experiments`.
+:mod:`skisal.experiments`. For scikit-activeml, :mod:`skisal.skactiveml`
+offers ISAL as one of its pool query strategies (the ``skactiveml`` extra).
 
 ``import skisal`` also makes the installed modAL work on current scikit-learn
 and pandas (:mod:`skisal.modal_compat`; ``SKISAL_MODAL_COMPAT=0`` turns that off).
