@@ -15,6 +15,8 @@ Run it from the repository root (``--quick`` is a short smoke run)::
     python examples/skactiveml_digits.py           # 5 seeds, 8 queries: a few minutes
     python examples/skactiveml_digits.py --quick   # 1 seed, 2 queries
 
+``--save FILE`` also writes the figure to ``FILE``.
+
 It prints the mean test accuracy per number of labels, the area under each learning curve and
 each strategy's paired difference to random sampling (mean and standard deviation over seeds),
 and plots the learning curves.
@@ -163,4 +165,6 @@ ax.set_title(f"digits, MLP in scikit-activeml loops ({n_seeds} seed{'s' * (n_see
 ax.grid(alpha=0.3)
 ax.legend(title="sorted by AULC")
 fig.tight_layout()
+if "--save" in sys.argv:
+    fig.savefig(sys.argv[sys.argv.index("--save") + 1], dpi=100)
 plt.show()
