@@ -276,6 +276,7 @@ scoring, progress, autocast
         fit_seed, solver_seed = self.random_state_.randint(2**31 - 1, size=2)
         influence = self._influence_strategy(int(solver_seed))
         influence._validate_params()  # invalid options fail even when nothing is scored
+        self.__dict__.pop("influence_strategy_", None)  # a query's own, or none
 
         if fit_clf:
             # skorch initialises the network from torch's global generator: seed a fork of
@@ -347,7 +348,6 @@ scoring, progress, autocast
         batch_size: int,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Influence of every candidate and, for ``selection="diverse"``, the picks."""
-        self.__dict__.pop("influence_strategy_", None)
         if len(X_lab) == 0:
             if self.X_reference is None:
                 warnings.warn(
