@@ -393,3 +393,34 @@ def test_closed_form_derivative_applies_through_the_routing_criterion(data):
     closed = adapter.pseudo_label_derivative(clf, outputs, tangents)
     by_autograd = ModelAdapter.pseudo_label_derivative(adapter, clf, outputs, tangents)
     torch.testing.assert_close(closed, by_autograd)
+
+
+class EmbeddingFirst(torch.nn.Module):
+    """Returns (embedding, logits): the loss is on the second element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(4, 8)
+        self.out = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor):
+        h = torch.tanh(self.hidden(x))
+        return h, self.out(h)
+
+
+def test_the_output_routed_to_the_loss_is_scored(data):
+    clf = SkorchClassifier(
+        EmbeddingFirst,
+        classes=[0, 1, 2],
+        forward_outputs={"emb": (0, None), "proba": (1, torch.nn.Softmax(dim=-1))},
+        criterion_output_keys="proba",
+        neural_net_param_dict=dict(max_epochs=5, lr=0.1, train_split=None, verbose=0),
+    )
+    torch.manual_seed(0)
+    clf = clf.fit(data["X"], data["y"])
+    adapter = resolve_adapter(clf)
+    module = clf.neural_net_.module_
+    x = torch.as_tensor(data["X"][:5])
+    torch.testing.assert_close(adapter.forward(clf, module, x), module(x)[1])
+    idx = query(**{**data, "clf": clf, "fit_clf": False}, batch_size=2)
+    assert len(set(idx)) == 2

@@ -152,53 +152,9 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
             keys = keys[0]
         return int(outputs[keys][0])
 
-    def forward(self, estimator: Any, module: nn.Module, inputs: Any) -> torch.Tensor:
-        """Run ``module`` and return the output its criterion receives.
-
-        Parameters
-        ----------
-        estimator : skactiveml.classifier.SkorchClassifier
-            Its ``forward_outputs`` and ``criterion_output_keys`` pick the output.
-        module : torch.nn.Module
-            The network (the engine swaps in its own parameters).
-        inputs : torch.Tensor
-            A batch from :meth:`get_inputs`.
-
-        Returns
-        -------
-        torch.Tensor of shape (n, n_classes)
-            Logits (``CrossEntropyLoss``) or log-probabilities (``NLLLoss``).
-
-        Examples
-        --------
-        A module returning ``(logits, embedding)``; ``forward_outputs`` names the
-        first as the one scikit-activeml turns into probabilities and trains on:
-
-        >>> import numpy as np, torch
-        >>> from skactiveml.classifier import SkorchClassifier
-        >>> class WithEmbedding(torch.nn.Module):
-        ...     def __init__(self):
-        ...         super().__init__()
-        ...         self.linear = torch.nn.Linear(5, 2)
-        ...     def forward(self, x):
-        ...         return self.linear(x), x
-        >>> clf = SkorchClassifier(WithEmbedding, classes=[0, 1],
-        ...     forward_outputs={"proba": (0, torch.nn.Softmax(dim=-1)), "emb": (1, None)})
-        >>> clf = clf.initialize()
-        >>> SkactivemlSkorchAdapter().forward(clf, clf.neural_net_.module_,
-        ...                                   torch.zeros(3, 5)).shape
-        torch.Size([3, 2])
-        """
-        out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
-        if isinstance(out, tuple | list):
-            out = out[self._output_index(self._wrapper(estimator))]
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            raise TypeError(
-                "the SkorchClassifier's module must return (n_samples, n_classes) scores for "
-                f"its criterion, got {type(out).__name__} of shape "
-                f"{tuple(getattr(out, 'shape', ()))}."
-            )
-        return out
+    def _scored_output(self, estimator: Any, outputs: tuple | list) -> Any:
+        # the output that forward_outputs / criterion_output_keys route to the loss
+        return outputs[self._output_index(self._wrapper(estimator))]
 
     def _loss_class(self, criterion: nn.Module) -> type:
         # scikit-activeml wraps the criterion in a subclass whose forward only picks the

@@ -485,13 +485,17 @@ class SkorchClassifierAdapter(ModelAdapter):
         torch.Size([2, 3])
         """
         out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
-        out = out[0] if isinstance(out, tuple | list) else out
+        out = self._scored_output(estimator, out) if isinstance(out, tuple | list) else out
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
             raise TypeError(
                 "the classifier's module must return a (n_samples, n_classes) tensor, got "
                 f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}."
             )
         return out
+
+    def _scored_output(self, estimator: Any, outputs: tuple | list) -> Any:
+        """The element of a module's tuple output the loss is computed on (skorch: the first)."""
+        return outputs[0]
 
     def _outputs_kind(self, estimator: Any) -> str:
         """'logits', 'probabilities' or 'log_probabilities' (from skorch's conventions)."""
