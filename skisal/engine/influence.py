@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from .curvature import DampedHessian
 from .model import BoundModel
@@ -39,8 +41,9 @@ class InfluenceDiagnostics:
     n_parameters : int
         Size of the parameter vector influence is taken over.
     n_reference, n_labeled, n_pool : int
-        Sizes of the reference set, the labelled set used for the Hessian,
-        and the pool.
+        Sizes of the reference set, the labelled set, and the pool.
+    n_curvature : int
+        Labelled samples the curvature was taken over (``hessian_subsample``).
     reference_gradient_norm : float
         ``||grad l(R)||``; near zero means the model already fits R.
     timings : dict of str to float
@@ -73,6 +76,7 @@ class InfluenceDiagnostics:
     n_reference: int = 0
     n_labeled: int = 0
     n_pool: int = 0
+    n_curvature: int = 0
     reference_gradient_norm: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -112,8 +116,11 @@ class InfluenceEngine:
         Pool and reference samples per forward pass.
     hessian_batch_size : int
         Labelled samples per Hessian-vector product.
-    curvature : {"gauss_newton", "hessian"}
+    curvature : {"gauss_newton", "hessian", "fisher"}
         Which curvature matrix ``H`` is (see :mod:`skisal.engine.curvature`).
+    hessian_subsample : int, optional
+        Take ``H`` over this many labelled samples, drawn with ``rng`` in
+        :meth:`s_test`; None: all of them.
     scoring : {"auto", "forward", "reverse"}
         Pool scoring method (see :func:`skisal.engine.scoring.score_pool`).
     progress : bool
@@ -158,6 +165,7 @@ class InfluenceEngine:
         batch_size: int,
         hessian_batch_size: int,
         curvature: str = "gauss_newton",
+        hessian_subsample: int | None = None,
         scoring: str = "auto",
         progress: bool = False,
         autocast: torch.dtype | None = None,
@@ -168,6 +176,7 @@ class InfluenceEngine:
         self.batch_size = batch_size
         self.hessian_batch_size = hessian_batch_size
         self.curvature = curvature
+        self.hessian_subsample = hessian_subsample
         self.scoring = scoring
         self.progress = progress
         self.autocast = autocast
@@ -210,6 +219,12 @@ class InfluenceEngine:
             If the solver diverges or the damped Hessian is not positive
             definite (see the solvers).
 
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            If the solver stopped above its tolerance (the remedy is in the
+            message and in ``diagnostics.solver.notes``).
+
         Examples
         --------
         >>> import numpy as np, torch
@@ -240,6 +255,10 @@ class InfluenceEngine:
             v = self.model.loss_gradient(X_reference, y_reference, self.batch_size)
         hessian = None
         if self.solver.needs_hessian:
+            n = adapter.n_samples(X_labeled)
+            subset = None
+            if self.hessian_subsample is not None and self.hessian_subsample < n:
+                subset = np.sort(rng.choice(n, size=self.hessian_subsample, replace=False))
             hessian = DampedHessian(
                 self.model,
                 X_labeled,
@@ -247,14 +266,24 @@ class InfluenceEngine:
                 self.damping,
                 self.hessian_batch_size,
                 self.curvature,
+                subset=subset,
+                chunk_size=max(self.batch_size, self.hessian_batch_size),
             )
         with timer("s_test"):
             s_test, report = self.solver.solve(hessian, v, rng, progress=self.progress)
+        if not report.converged:
+            warnings.warn(
+                f"inverse_hvp={report.method!r} stopped above its tolerance: "
+                + " ".join(report.notes),
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         diagnostics = InfluenceDiagnostics(
             solver=report,
             n_parameters=self.model.space.dim,
             n_reference=adapter.n_samples(X_reference),
             n_labeled=0 if X_labeled is None else adapter.n_samples(X_labeled),
+            n_curvature=0 if hessian is None else hessian.n,
             reference_gradient_norm=float(v.norm()),
             timings=timings,
         )

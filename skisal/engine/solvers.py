@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -438,7 +439,7 @@ class ExactSolver(InverseHVPSolver):
 
 
 class ConjugateGradientSolver(InverseHVPSolver):
-    """Conjugate gradient on the full labelled set: deterministic and accurate.
+    """(Preconditioned) conjugate gradient over the labelled set: deterministic and accurate.
 
     Vectors are kept in float64; Hessian-vector products run in the model's
     dtype, which sets the attainable residual (about 1e-5 in float32).
@@ -447,12 +448,21 @@ class ConjugateGradientSolver(InverseHVPSolver):
     with ``report.converged`` False and a note. Negative curvature (an
     indefinite damped Hessian) raises instead.
 
+    With a ``preconditioner`` (an approximation ``M`` of the damped curvature
+    whose inverse is cheap, such as :class:`~skisal.engine.kfac.KroneckerCurvature`),
+    each iteration works on ``M^-1 r`` instead of the residual ``r``: the
+    number of iterations then depends on how well ``M`` matches the
+    curvature, not on the curvature's condition number.
+
     Parameters
     ----------
     tol : float, default=1e-5
         Stop when ``||r|| <= tol * ||v||``.
     max_iter : int, default=100
         Maximum number of iterations (each one full pass over the labelled set).
+    preconditioner : object, optional
+        Has ``fit(hessian, rng)`` (returning the fitted object) and
+        ``solve(r, damping)`` returning ``M^-1 r``; fitted once per solve.
 
     Examples
     --------
@@ -479,9 +489,10 @@ class ConjugateGradientSolver(InverseHVPSolver):
 
     name = "cg"
 
-    def __init__(self, tol: float = 1e-5, max_iter: int = 100) -> None:
+    def __init__(self, tol: float = 1e-5, max_iter: int = 100, preconditioner: Any = None) -> None:
         self.tol = tol
         self.max_iter = max_iter
+        self.preconditioner = preconditioner
 
     def solve(self, hessian, v, rng, progress=False):
         """Solve by conjugate gradient (see :meth:`InverseHVPSolver.solve`).
@@ -533,41 +544,47 @@ class ConjugateGradientSolver(InverseHVPSolver):
         >>> report.iterations, report.converged, len(report.notes)
         ([2], False, 1)
         """
-        report = SolverReport(method=self.name, damping=hessian.damping)
+        method = self.name if self.preconditioner is None else "pcg"
+        report = SolverReport(method=method, damping=hessian.damping)
+        precondition = self._fit_preconditioner(hessian, rng, report)
         b = v.to(torch.float64)
         b_norm = b.norm().clamp_min(1e-300)
         x = torch.zeros_like(b)
         r = b.clone()
-        p = r.clone()
-        rs = torch.dot(r, r)
+        z = precondition(r)
+        p = z.clone()
+        rz = torch.dot(r, z)
         trace = []
-        bar = tqdm(total=self.max_iter, desc="s_test (CG)", disable=not progress, leave=False)
+        bar = tqdm(
+            total=self.max_iter, desc=f"s_test ({method})", disable=not progress, leave=False
+        )
         for _ in range(self.max_iter):
             hp = hessian.matvec(p.to(v.dtype)).to(torch.float64)
             curvature = torch.dot(p, hp)
             if not torch.isfinite(curvature):
                 raise SolverDivergenceError(
-                    "inverse_hvp='cg': a Hessian-vector product is not finite; the network's "
-                    "loss is not twice differentiable at this point or overflows."
+                    f"inverse_hvp={method!r}: a Hessian-vector product is not finite; the "
+                    "network's loss is not twice differentiable at this point or overflows."
                 )
             if curvature <= 0:
                 raise SolverDivergenceError(
-                    f"inverse_hvp='cg' met negative curvature (p^T (H + damping I) p = "
+                    f"inverse_hvp={method!r} met negative curvature (p^T (H + damping I) p = "
                     f"{float(curvature):.3g}): the damped Hessian is not positive definite. "
                     "Use curvature='gauss_newton' (positive semi-definite) or increase damping: "
                     "the model is not at a convex minimum."
                 )
-            alpha = rs / curvature
+            alpha = rz / curvature
             x = x + alpha * p
             r = r - alpha * hp
-            rs_new = torch.dot(r, r)
-            rel = float(rs_new.sqrt() / b_norm)
+            rel = float(r.norm() / b_norm)
             trace.append(rel)
             bar.update(1)
             if rel <= self.tol:
                 break
-            p = r + (rs_new / rs) * p
-            rs = rs_new
+            z = precondition(r)
+            rz_new = torch.dot(r, z)
+            p = z + (rz_new / rz) * p
+            rz = rz_new
         bar.close()
         report.iterations = [len(trace)]
         report.norm_trace = [trace]
@@ -575,11 +592,21 @@ class ConjugateGradientSolver(InverseHVPSolver):
         report.converged = report.relative_residual <= max(self.tol, 10 * _floor(v.dtype))
         if not report.converged:
             report.notes.append(
-                f"CG stopped after {len(trace)} iterations at relative residual "
+                f"{method.upper()} stopped after {len(trace)} iterations at relative residual "
                 f"{report.relative_residual:.2e} (tol {self.tol:g}); raise cg_max_iter or damping."
             )
         report.hessian_vector_products = hessian.hvp_count
         return x.to(v.dtype), report
+
+    def _fit_preconditioner(
+        self, hessian: DampedHessian, rng: np.random.RandomState, report: SolverReport
+    ) -> Any:
+        """``r -> M^-1 r`` (the identity without a preconditioner)."""
+        if self.preconditioner is None:
+            return lambda r: r
+        fitted = self.preconditioner.fit(hessian, rng)
+        report.notes.extend(getattr(fitted, "notes_", []))
+        return lambda r: fitted.solve(r, hessian.damping)
 
 
 def _floor(dtype: torch.dtype) -> float:
@@ -806,7 +833,9 @@ class LissaSolver(InverseHVPSolver):
         report.converged = converged
         if not converged:
             report.notes.append(
-                f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g}; "
-                "with minibatch Hessians this is expected (their noise keeps the iterate moving)."
+                f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g} "
+                "(minibatch Hessians keep the iterate moving): raise lissa_repeats to average "
+                "the noise, raise lissa_depth, or use inverse_hvp='cg' or 'pcg' for a solve "
+                "that converges."
             )
         return total / self.repeats
