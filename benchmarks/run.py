@@ -1,4 +1,4 @@
-"""Run skisal's benchmarks: pool scoring, s_test solvers, memory of pool scoring.
+"""Run skisal's benchmarks: pool scoring, s_test solvers, memory, end-to-end queries.
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
     python benchmarks/run.py --quick         # CI smoke run (about 20 s; under a minute)
     python benchmarks/run.py --device cuda   # on a GPU
     python benchmarks/run.py --only scoring  # one benchmark (repeatable flag)
+    python benchmarks/run.py --only query --methods cg,lissa  # query benchmark, two solvers
 
 Writes ``benchmarks/results/<benchmark>.json`` (``benchmarks/results/quick/`` in quick
 mode) and regenerates ``summary.md`` there from every JSON file present. Outside the test
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("scoring", "s_test", "memory")
+BENCHMARKS = ("scoring", "s_test", "memory", "query")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,6 +48,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    query = parser.add_argument_group("query benchmark (comma-separated lists override its grid)")
+    query.add_argument("--methods", help="method labels, e.g. cg,lissa (default: every one)")
+    query.add_argument("--models", help="of digits_cnn,conv1d,resnet18 (default: the mode's)")
+    query.add_argument("--labelled", help="labelled-set sizes, e.g. 500,2000")
+    query.add_argument("--pools", help="pool sizes, e.g. 2000,20000")
+    query.add_argument("--n-instances", type=int, help="samples per query (default: 50)")
+    query.add_argument("--repeats", type=int, help="timed rounds per cell")
+    query.add_argument(
+        "--no-accuracy", action="store_true", help="skip the comparison with a converged solve"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -69,6 +80,7 @@ def summary_markdown(out: Path) -> str:
     str
     """
     import bench_memory
+    import bench_query
     import bench_s_test
     import bench_scoring
     from _common import hardware_line
@@ -77,6 +89,7 @@ def summary_markdown(out: Path) -> str:
         "scoring": bench_scoring.markdown,
         "s_test": bench_s_test.markdown,
         "memory": bench_memory.markdown,
+        "query": bench_query.markdown,
     }
     parts = ["# skisal benchmarks\n"]
     for name in BENCHMARKS:
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_threads(args.threads)
     import bench_memory
+    import bench_query
     import bench_s_test
     import bench_scoring
     import torch
@@ -123,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda: CUDA is not available", file=sys.stderr)
         return 2
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    modules = {"scoring": bench_scoring, "s_test": bench_s_test, "memory": bench_memory}
+    modules = {
+        "scoring": bench_scoring,
+        "s_test": bench_s_test,
+        "memory": bench_memory,
+        "query": bench_query,
+    }
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in args.only or BENCHMARKS:
         start = time.perf_counter()
