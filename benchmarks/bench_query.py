@@ -58,9 +58,9 @@ from skisal.strategy import INVERSE_HVP_METHODS
 #: skipped with a note. Names of ``INVERSE_HVP_METHODS`` missing here run with ``{}``.
 METHODS: dict[str, dict[str, Any]] = {
     "identity": {},  # s_test = grad l(R): no solve, the floor of an ISAL query's cost
-    "cg": {},  # skisal's default (tol 1e-5, at most 100 passes over the labelled set)
+    "cg": {},  # tol 1e-5 (cg_tol="auto"), at most 100 passes over the labelled set
     "lissa": {},  # depth 1000 x 1 repeat, minibatches of 32, scale "auto"
-    "pcg": {},  # K-FAC-preconditioned CG
+    "pcg": {},  # skisal's default: K-FAC-preconditioned CG to tol 0.2 (cg_tol="auto")
     "kfac": {},
     "ekfac": {},
     "lanczos": {},
@@ -70,6 +70,10 @@ METHODS: dict[str, dict[str, Any]] = {
     "pcg-5it": {"inverse_hvp": "pcg", "cg_max_iter": 5},
     "cg-10it-sub2000": {"inverse_hvp": "cg", "cg_max_iter": 10, "hessian_subsample": 2000},
     "pcg-5it-sub2000": {"inverse_hvp": "pcg", "cg_max_iter": 5, "hessian_subsample": 2000},
+    # loose tolerances: a ranking needs far less than the float32 floor
+    "cg-tol0.1": {"inverse_hvp": "cg", "cg_tol": 0.1},
+    "pcg-tol0.1": {"inverse_hvp": "pcg", "cg_tol": 0.1},
+    "pcg-sub4096": {"inverse_hvp": "pcg", "hessian_subsample": 4096},
 }
 #: Never run unless named with --methods: a dense solve, for a few thousand parameters.
 EXCLUDED = ("exact",)

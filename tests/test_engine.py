@@ -225,6 +225,7 @@ def test_autocast_scores_close_to_full_precision(digits):
             digits["y_reference"],
             X_labeled=digits["X_labeled"],
             y_labeled=digits["y_labeled"],
+            random_state=0,  # the default solver's K-FAC sketch
             **options,
         )
         return strategy, strategy.influence(net, digits["X_pool"])

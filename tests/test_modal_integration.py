@@ -133,6 +133,7 @@ def test_torch_tensor_inputs_match_numpy(digits, fitted_net):
         torch.as_tensor(digits["y_reference"]),
         X_labeled=torch.as_tensor(digits["X_labeled"]),
         y_labeled=torch.as_tensor(digits["y_labeled"]),
+        random_state=0,
     )
     tensor_scores = strategy.influence(fitted_net, torch.as_tensor(digits["X_pool"]))
     np.testing.assert_allclose(tensor_scores, numpy_scores, rtol=1e-5, atol=1e-9)

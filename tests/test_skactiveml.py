@@ -357,10 +357,10 @@ def test_influence_query_strategy_resolves_a_skorch_classifier(data):
     torch.manual_seed(0)
     clf = copy.deepcopy(data["clf"]).fit(data["X"], data["y"])
     assert isinstance(resolve_adapter(clf), SkactivemlSkorchAdapter)
-    scores = InfluenceQueryStrategy().influence(
+    scores = InfluenceQueryStrategy(random_state=0).influence(
         clf, data["X"][12:], X_labeled=data["X"][:12], y_labeled=data["y"][:12]
     )
-    direct = InfluenceQueryStrategy().influence(
+    direct = InfluenceQueryStrategy(random_state=0).influence(
         clf.neural_net_, data["X"][12:], X_labeled=data["X"][:12],
         y_labeled=data["y"][:12].astype(int),
     )

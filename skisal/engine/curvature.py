@@ -311,6 +311,48 @@ class DampedHessian:
             out = out + self._hvp(v, indices[chunk], full_pass) * (len(chunk) / len(indices))
         return out
 
+    def restrict(self, subset: np.ndarray) -> DampedHessian:
+        """The same damped curvature over other samples of ``X`` (a new operator).
+
+        Parameters
+        ----------
+        subset : ndarray of int
+            Indices into ``X``.
+
+        Returns
+        -------
+        DampedHessian
+            Same model, data, damping, sizes and curvature; ``subset`` sorted.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(np.int64)
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> space = ParameterSpace(select_parameters(net.module_))
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
+        ...                    torch.device("cpu"))
+        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=8)
+        >>> part = hessian.restrict(np.array([7, 2]))
+        >>> part.n, part.subset.tolist(), part.damping
+        (2, [2, 7], 0.1)
+        """
+        return DampedHessian(
+            self.model,
+            self.X,
+            self.y,
+            self.damping,
+            self.batch_size,
+            self.curvature,
+            subset=np.sort(np.asarray(subset)),
+            chunk_size=self.chunk_size,
+        )
+
     def sample(self, rng: np.random.RandomState, size: int | None = None) -> np.ndarray:
         """Indices into ``X`` of a random minibatch (without replacement) of :attr:`subset`.
 

@@ -60,11 +60,11 @@ class InfluenceDiagnostics:
     ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
     ...     train_split=None, verbose=0).fit(X[:20], y[:20])
     >>> strategy = InfluenceQueryStrategy(X[20:30], y[20:30], X_labeled=X[:20],
-    ...                                   y_labeled=y[:20])
+    ...                                   y_labeled=y[:20], random_state=0)
     >>> _ = strategy.influence(net, X[30:])
     >>> d = strategy.diagnostics_
     >>> d.solver.method, d.scoring_method, d.n_reference, d.n_labeled, d.n_pool, d.n_parameters
-    ('cg', 'forward', 10, 20, 10, 8)
+    ('pcg', 'forward', 10, 20, 10, 8)
     >>> sorted(d.timings)
     ['reference_gradient', 's_test', 'scoring']
     """
@@ -255,10 +255,6 @@ class InfluenceEngine:
             v = self.model.loss_gradient(X_reference, y_reference, self.batch_size)
         hessian = None
         if self.solver.needs_hessian:
-            n = adapter.n_samples(X_labeled)
-            subset = None
-            if self.hessian_subsample is not None and self.hessian_subsample < n:
-                subset = np.sort(rng.choice(n, size=self.hessian_subsample, replace=False))
             hessian = DampedHessian(
                 self.model,
                 X_labeled,
@@ -266,9 +262,12 @@ class InfluenceEngine:
                 self.damping,
                 self.hessian_batch_size,
                 self.curvature,
-                subset=subset,
                 chunk_size=max(self.batch_size, self.hessian_batch_size),
             )
+            if self.hessian_subsample is not None and self.hessian_subsample < hessian.n:
+                hessian = hessian.restrict(
+                    rng.choice(hessian.n, size=self.hessian_subsample, replace=False)
+                )
         with timer("s_test"):
             s_test, report = self.solver.solve(hessian, v, rng, progress=self.progress)
         if not report.converged:

@@ -148,6 +148,10 @@ class KroneckerCurvature:
     output_samples : int or "exact", default=1
         Gaussian sketches of the output Hessian's square root per sample
         (Gauss-Newton); "exact" back-propagates all its columns.
+    max_samples : int, optional
+        Fit over at most this many of the curvature's samples, drawn at
+        random: a preconditioner needs the factors' shape, not their last
+        digit. None: all of them.
 
     Attributes
     ----------
@@ -184,7 +188,9 @@ class KroneckerCurvature:
     True
     """
 
-    def __init__(self, kind: str = "ekfac", output_samples: int | str = 1) -> None:
+    def __init__(
+        self, kind: str = "ekfac", output_samples: int | str = 1, max_samples: int | None = None
+    ) -> None:
         if kind not in ("kfac", "ekfac"):
             raise ValueError(f"kind must be 'kfac' or 'ekfac', got {kind!r}.")
         if output_samples != "exact" and not (
@@ -195,6 +201,7 @@ class KroneckerCurvature:
             )
         self.kind = kind
         self.output_samples = output_samples
+        self.max_samples = max_samples
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, hessian: Any, rng: np.random.RandomState | None = None) -> KroneckerCurvature:
@@ -238,6 +245,8 @@ class KroneckerCurvature:
         ([''], [], 2)
         """
         rng = np.random.RandomState(0) if rng is None else rng
+        if self.max_samples is not None and hessian.n > self.max_samples:
+            hessian = hessian.restrict(rng.choice(hessian.subset, self.max_samples, replace=False))
         model = hessian.model
         self.model_ = model
         self.blocks_, self.unfactored_ = _blocks(model)
