@@ -112,10 +112,10 @@ class InfluenceQueryStrategy(BaseEstimator):
 default="pcg"
         How ``s_test`` is computed: "pcg", conjugate gradient preconditioned
         by the K-FAC inverse, to a relative residual of 0.2 by default
-        (``cg_tol="auto"``): the ranking has settled there, at 7 to 9 times
+        (``cg_tol="auto"``): the ranking has settled there, at 4.5 to 7 times
         less than a converged solve (see the user guide's solver section);
         "cg", conjugate gradient over the labelled set to the float32 floor
-        (deterministic; the default before 0.1.0's solvers);
+        (deterministic; the default until 2026-12);
         "lanczos", ``lanczos_rank`` Lanczos steps from ``grad l(R)`` (CG's
         Krylov space, fully reorthogonalised, with a fixed budget of
         products); "kfac" and "ekfac", the damped inverse of the

@@ -2,7 +2,7 @@
 
 from .curvature import CURVATURES, DampedHessian
 from .influence import InfluenceDiagnostics, InfluenceEngine
-from .kfac import KFACSolver, KroneckerCurvature
+from .kfac import KFACSolver, KroneckerCurvature, supported_layer
 from .lanczos import LanczosSolver
 from .model import BoundModel, evaluation_mode
 from .parameters import ParameterSpace, select_parameters
@@ -36,5 +36,6 @@ __all__ = [
     "evaluation_mode",
     "score_pool",
     "select_parameters",
+    "supported_layer",
     "top_eigenvalue",
 ]

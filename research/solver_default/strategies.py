@@ -1,0 +1,33 @@
+"""ISAL with a converged solve against ISAL with a cheap one, for ``skisal-experiment``.
+
+The query benchmark (``benchmarks/bench_query.py``) measures how close a cheap ``s_test`` is
+to a converged one; these factories measure what matters to a user, the learning curve, on
+paired seeds (``README.md`` here has the commands and the results).
+"""
+
+from __future__ import annotations
+
+from skisal import InfluenceQueryStrategy
+from skisal.experiments import StrategyContext
+
+
+def isal_converged(context: StrategyContext) -> InfluenceQueryStrategy:
+    """ISAL with conjugate gradient to the float32 floor (``cg_tol=1e-5``)."""
+    return InfluenceQueryStrategy(
+        context.X_reference,
+        context.y_reference,
+        inverse_hvp="cg",
+        cg_tol=1e-5,
+        random_state=context.random_state,
+    )
+
+
+def isal_pcg_loose(context: StrategyContext) -> InfluenceQueryStrategy:
+    """ISAL with K-FAC-preconditioned CG to a relative residual of 0.2."""
+    return InfluenceQueryStrategy(
+        context.X_reference,
+        context.y_reference,
+        inverse_hvp="pcg",
+        cg_tol=0.2,
+        random_state=context.random_state,
+    )
