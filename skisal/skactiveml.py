@@ -142,7 +142,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
         X_reference: Any = None,
         y_reference: Any = None,
         *,
-        inverse_hvp: str = "pcg",
+        inverse_hvp: str = "auto",
         damping: float = 0.01,
         curvature: str = "auto",
         lissa_depth: int = 1000,

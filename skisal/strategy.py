@@ -57,7 +57,10 @@ AUTO_CG_TOL = {"pcg": 0.2, "cg": 1e-5}
 
 #: name -> (check, what was expected); checked at call time, as scikit-learn does.
 _CONSTRAINTS = {
-    "inverse_hvp": (lambda v: v in INVERSE_HVP_METHODS, f"one of {INVERSE_HVP_METHODS}"),
+    "inverse_hvp": (
+        lambda v: v == "auto" or v in INVERSE_HVP_METHODS,
+        f"'auto' or one of {INVERSE_HVP_METHODS}",
+    ),
     "damping": (is_non_negative_real, "a finite real >= 0"),
     "curvature": (lambda v: v in ("auto", *CURVATURES), f"one of {('auto', *CURVATURES)}"),
     "lissa_depth": (is_positive_int, "an integer >= 1"),
@@ -108,14 +111,16 @@ class InfluenceQueryStrategy(BaseEstimator):
         ablation, which needs no extra labels but measures progress on data
         the model was trained on, so its gradient is small and selection is
         somewhat worse (CIFAR-10: 88.7% against 89.3% after 9k labels).
-    inverse_hvp : {"pcg", "cg", "lanczos", "kfac", "ekfac", "lissa", "exact", "identity"}, \
-default="pcg"
+    inverse_hvp : {"auto", "pcg", "cg", "lanczos", "kfac", "ekfac", "lissa", "exact", \
+"identity"}, default="auto"
+        "auto" takes the adapter's choice: "pcg" for classifiers, "cg" for
+        detectors (K-FAC fits their heads poorly).
         How ``s_test`` is computed: "pcg", conjugate gradient preconditioned
         by the K-FAC inverse, to a relative residual of 0.2 by default
         (``cg_tol="auto"``): the ranking has settled there, at 4.5 to 7 times
         less than a converged solve (see the user guide's solver section);
         "cg", conjugate gradient over the labelled set to the float32 floor
-        (deterministic; the default until 2026-12);
+        (deterministic; the detectors' choice);
         "lanczos", ``lanczos_rank`` Lanczos steps from ``grad l(R)`` (CG's
         Krylov space, fully reorthogonalised, with a fixed budget of
         products); "kfac" and "ekfac", the damped inverse of the
@@ -265,7 +270,7 @@ default="pcg"
         X_reference: Any = None,
         y_reference: Any = None,
         *,
-        inverse_hvp: str = "pcg",
+        inverse_hvp: str = "auto",
         damping: float = 0.01,
         curvature: str = "auto",
         lissa_depth: int = 1000,
@@ -484,7 +489,7 @@ default="pcg"
             adapter.check_estimator(estimator)
         except NotFittedError as exc:
             raise NotFittedError(f"classifier is not fitted: {exc}") from exc
-        solver = self._make_solver()
+        solver = self._make_solver(adapter)
 
         X_pool = adapter.check_inputs(estimator, X_pool, "X_pool")
         if select:
@@ -655,34 +660,31 @@ default="pcg"
     def _validate_params(self) -> None:
         check_constraints(self, _CONSTRAINTS)
 
-    def _make_solver(self) -> InverseHVPSolver:
-        if self.inverse_hvp == "lissa":
+    def _make_solver(self, adapter: ModelAdapter) -> InverseHVPSolver:
+        method = adapter.default_inverse_hvp if self.inverse_hvp == "auto" else self.inverse_hvp
+        tol = AUTO_CG_TOL.get(method, 1e-5) if self.cg_tol == "auto" else float(self.cg_tol)
+        if method == "lissa":
             return LissaSolver(
                 depth=self.lissa_depth,
                 repeats=self.lissa_repeats,
                 scale=self.lissa_scale,
                 tol=self.lissa_tol,
             )
-        if self.inverse_hvp == "cg":
-            return ConjugateGradientSolver(tol=self._cg_tol(), max_iter=self.cg_max_iter)
-        if self.inverse_hvp == "pcg":
+        if method == "cg":
+            return ConjugateGradientSolver(tol=tol, max_iter=self.cg_max_iter)
+        if method == "pcg":
             return ConjugateGradientSolver(
-                tol=self._cg_tol(),
+                tol=tol,
                 max_iter=self.cg_max_iter,
                 preconditioner=KroneckerCurvature("kfac", max_samples=PRECONDITIONER_SAMPLES),
             )
-        if self.inverse_hvp in ("kfac", "ekfac"):
-            return KFACSolver(self.inverse_hvp)
-        if self.inverse_hvp == "lanczos":
+        if method in ("kfac", "ekfac"):
+            return KFACSolver(method)
+        if method == "lanczos":
             return LanczosSolver(rank=self.lanczos_rank)
-        if self.inverse_hvp == "exact":
+        if method == "exact":
             return ExactSolver()
         return IdentitySolver()
-
-    def _cg_tol(self) -> float:
-        if self.cg_tol != "auto":
-            return float(self.cg_tol)
-        return AUTO_CG_TOL[self.inverse_hvp]
 
     def _unwrap(self, classifier: Any, X_labeled: Any, y_labeled: Any) -> tuple[Any, Any, Any]:
         """Estimator and labelled data: call-time > constructor > learner's training set.

@@ -165,6 +165,16 @@ def test_a_converged_solve_does_not_warn(digits, fitted_net):
     _solve(digits, fitted_net, inverse_hvp="cg")  # turns ConvergenceWarning into an error
 
 
+def test_auto_solver_is_the_adapters_choice(digits, fitted_net):
+    strategy = _strategy(digits)
+    strategy.influence(fitted_net, digits["X_pool"])
+    assert strategy.inverse_hvp == "auto"  # the parameter is left as given
+    assert strategy.diagnostics_.solver.method == "pcg"
+    from skisal.detection import DetectionAdapter
+
+    assert DetectionAdapter.default_inverse_hvp == "cg"
+
+
 def test_kfac_on_a_detector_factors_its_head_over_every_feature_level():
     from skisal.detection import TorchvisionDetector, make_shapes
 
@@ -196,3 +206,8 @@ def test_kfac_on_a_detector_factors_its_head_over_every_feature_level():
     assert strategy.diagnostics_.solver.iterations == [2]
     assert len(calls) == 3  # cls_logits, bbox_reg, bbox_ctrness: the default parameters
     assert np.isfinite(np.asarray(strategy.scores_)).all()
+    default = InfluenceQueryStrategy(
+        X[20:26], y[20:26], X_labeled=X[:20], y_labeled=y[:20], random_state=0
+    )
+    default.influence(detector, X[26:32])
+    assert default.diagnostics_.solver.method == "cg"  # the detection adapter's choice

@@ -77,6 +77,10 @@ class ModelAdapter(ABC):
     #: is positive semi-definite for losses convex in the outputs (cross-entropy).
     default_curvature: str = "gauss_newton"
 
+    #: Solver used when the strategy's ``inverse_hvp`` is "auto": K-FAC-preconditioned CG,
+    #: whose Kronecker factors fit the dense and convolution layers of classifiers.
+    default_inverse_hvp: str = "pcg"
+
     #: Bytes of :meth:`encode` results the engine may keep for reuse within one
     #: query (0: never cache). Only full passes over the labelled set reuse them.
     input_cache_bytes: int = 0

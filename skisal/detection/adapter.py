@@ -226,6 +226,10 @@ class DetectionAdapter(ModelAdapter):
     default_parameters = staticmethod(_is_head_parameter)
     #: Focal and GIoU losses are not convex in the outputs: Gauss-Newton is indefinite.
     default_curvature = "fisher"
+    #: K-FAC fits a head shared across feature levels poorly: on a small FCOS (make_shapes, 30
+    #: labelled images), PCG to a residual of 0.2 gave pool scores correlating 0.88 with a
+    #: converged solve's where CG to 0.2 gave 0.99, and to 1e-3 PCG took 58 iterations, CG 35.
+    default_inverse_hvp = "cg"
 
     def __init__(
         self,
