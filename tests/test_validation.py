@@ -54,7 +54,7 @@ def _with_nan(X: np.ndarray) -> np.ndarray:
             ValueError,
             r"X_pool has samples of shape \(63,\)",
         ),
-        (dict(inverse_hvp="newton"), ValueError, "inverse_hvp must be one of"),
+        (dict(inverse_hvp="newton"), ValueError, "inverse_hvp must be 'auto' or one of"),
         (dict(damping=-1.0), ValueError, "damping must be a finite real >= 0"),
         (dict(damping=float("nan")), ValueError, "damping must be"),
         (dict(curvature="kfac"), ValueError, "curvature must be one of"),
