@@ -75,6 +75,20 @@ METHODS: dict[str, dict[str, Any]] = {
     "pcg-tol0.1": {"inverse_hvp": "pcg", "cg_tol": 0.1},
     "pcg-sub4096": {"inverse_hvp": "pcg", "hessian_subsample": 4096},
 }
+#: What full mode runs on the small CNNs: the default, its variants and every other solver
+#: once (the other rows of METHODS only when named with --methods).
+DEFAULT_METHODS = (
+    "identity",
+    "cg",
+    "pcg",
+    "pcg-sub4096",
+    "pcg-5it",
+    "cg-10it",
+    "lanczos",
+    "kfac",
+    "ekfac",
+    "lissa",
+)
 #: Never run unless named with --methods: a dense solve, for a few thousand parameters.
 EXCLUDED = ("exact",)
 #: The accuracy reference: CG to this relative residual, at most this many iterations.
@@ -98,7 +112,7 @@ class ModelCase:
     pools : tuple of int
         Pool sizes, each queried with every net.
     methods : tuple of str or None
-        Method labels; None: every available one (see :func:`method_table`).
+        Method labels; None: :data:`DEFAULT_METHODS` (see :func:`method_table`).
     epochs : int
         Training epochs of each net.
     repeats : int
@@ -151,8 +165,7 @@ def method_table(names: list[str] | None = None) -> tuple[dict[str, dict[str, An
     ----------
     names : list of str, optional
         Labels to run (of :data:`METHODS`, or any ``inverse_hvp`` name); None:
-        :data:`METHODS` then the other names of ``INVERSE_HVP_METHODS``, without
-        :data:`EXCLUDED`.
+        :data:`DEFAULT_METHODS`.
 
     Returns
     -------
@@ -162,8 +175,7 @@ def method_table(names: list[str] | None = None) -> tuple[dict[str, dict[str, An
         Label -> reason.
     """
     if names is None:
-        names = [n for n in [*METHODS, *INVERSE_HVP_METHODS] if n not in EXCLUDED]
-        names = list(dict.fromkeys(names))
+        names = [n for n in DEFAULT_METHODS if n not in EXCLUDED]
     accepted = set(InfluenceQueryStrategy().get_params())
     runnable, skipped = {}, {}
     for label in names:

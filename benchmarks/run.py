@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run.py                 # full mode (about 7 minutes on 1 CPU thread)
+    python benchmarks/run.py                 # full mode (30-60 minutes on 1 CPU thread)
     python benchmarks/run.py --quick         # CI smoke run (about 20 s; under a minute)
     python benchmarks/run.py --device cuda   # on a GPU
     python benchmarks/run.py --only scoring  # one benchmark (repeatable flag)
