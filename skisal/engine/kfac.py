@@ -314,13 +314,11 @@ class KroneckerCurvature:
         gradients stacked over columns: ``(columns, N, ...)``.
         """
         model = hessian.model
-        outputs_by_layer: dict[str, list[torch.Tensor]] = {n: [] for n in self.blocks_}
         handles = []
-        for name, block in self.blocks_.items():
+        for block in self.blocks_.values():
 
-            def hook(module, inputs, output, name=name, block=block):
+            def hook(module, inputs, output, block=block):
                 block.calls.append((inputs[0].detach(), output))
-                outputs_by_layer[name].append(output)
 
             handles.append(block.module.register_forward_hook(hook))
         try:
@@ -333,7 +331,7 @@ class KroneckerCurvature:
         with torch.enable_grad():
             columns, weight = self._output_columns(hessian, outputs, idx, rng)
             out_leaves = [t for t in tree_leaves(outputs) if differentiable(t)]
-            layer_outputs = [o for name in self.blocks_ for o in outputs_by_layer[name]]
+            layer_outputs = [o for block in self.blocks_.values() for _, o in block.calls]
             n_columns = len(columns[0])
             per_column = [
                 torch.autograd.grad(
@@ -349,8 +347,8 @@ class KroneckerCurvature:
         stacked = [torch.stack(g).detach() for g in zip(*per_column, strict=True)]
         result: dict[str, list[torch.Tensor]] = {}
         position = 0
-        for name in self.blocks_:
-            count = len(outputs_by_layer[name])
+        for name, block in self.blocks_.items():
+            count = len(block.calls)
             result[name] = stacked[position : position + count]
             position += count
         return weight, result
