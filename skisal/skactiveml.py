@@ -99,7 +99,8 @@ parameters, adapter, selection, device, scoring, progress, autocast
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initialisation when ``query`` fits the
         classifier (``fit_clf=True``; torch's global generator is left as it
-        was), the solver's sampling (LiSSA) and the tie-breaking between equal
+        was), the solver's sampling (the K-FAC sketch of the default "pcg",
+        LiSSA, ``hessian_subsample``) and the tie-breaking between equal
         utilities: the same value gives the same result.
 
     Attributes

@@ -113,9 +113,9 @@ class InfluenceQueryStrategy(BaseEstimator):
         somewhat worse (CIFAR-10: 88.7% against 89.3% after 9k labels).
     inverse_hvp : {"auto", "pcg", "cg", "lanczos", "kfac", "ekfac", "lissa", "exact", \
 "identity"}, default="auto"
-        "auto" takes the adapter's choice: "pcg" for classifiers, "cg" for
-        detectors (K-FAC fits their heads poorly).
-        How ``s_test`` is computed: "pcg", conjugate gradient preconditioned
+        How ``s_test`` is computed. "auto" takes the adapter's choice: "pcg"
+        for classifiers, "cg" for detectors (K-FAC fits their heads poorly).
+        "pcg", conjugate gradient preconditioned
         by the K-FAC inverse, to a relative residual of 0.2 by default
         (``cg_tol="auto"``): the ranking has settled there, at 4.5 to 7 times
         less than a converged solve (see the user guide's solver section);
@@ -222,8 +222,11 @@ class InfluenceQueryStrategy(BaseEstimator):
         selection as one process with the same ``random_state``. Without an
         initialised group of more than one process, it computes alone.
     random_state : int, RandomState instance or None, default=None
-        Seeds LiSSA's minibatches and the power iteration; the same integer
-        gives the same selection.
+        Seeds the solvers' randomness (the K-FAC sketch and sample draw of
+        "pcg", "kfac" and "ekfac", LiSSA's minibatches and power iteration,
+        ``hessian_subsample``'s draw); the same integer gives the same
+        selection. None: the default solver's scores vary slightly between
+        queries.
     X_labeled, y_labeled : array-like, optional
         Labelled data for the Hessian when the learner keeps none (modAL's
         ``DeepActiveLearner``, or a bare skorch net). They can also be passed
