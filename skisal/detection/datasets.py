@@ -8,8 +8,7 @@ torchvision-style target dicts (``"boxes"`` in absolute ``xyxy`` pixels,
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import math
 import numbers
 import os
@@ -314,6 +313,176 @@ def _check_ids(ids: Any, name: str, known: Iterable[int]) -> list[int]:
     return ids
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+class _CocoFile:
+    """The parsed, checked content of a COCO annotation file.
+
+    Every problem is reported as a ValueError that names the file, the entry
+    (image or annotation id, and its index) and the fix, before any image is
+    read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise self.error(
+                f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                "fix or re-export the file",
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise self.error(f"is not UTF-8 text ({exc.reason})", "give a COCO JSON file") from None
+        if not isinstance(data, dict):
+            raise self.error(
+                f"holds a JSON {type(data).__name__}, not an object",
+                "give a COCO file: an object with 'images', 'annotations' and 'categories'",
+            )
+        self.images = self._list(data, "images", required=True)
+        if not self.images:
+            raise self.error("lists no images", "give a file whose 'images' lists some")
+        self.annotations = self._list(data, "annotations", required=False)
+        # Without categories every annotation would be dropped: refuse rather than
+        # return images that look like background.
+        self.categories = self._list(data, "categories", required=bool(self.annotations))
+        self.imgs = self._index_images()
+        self.cats = self._index_categories()
+        self.img_to_anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.imgs}
+        for k, ann in enumerate(self.annotations):
+            self._check_annotation(k, ann)
+            self.img_to_anns[ann["image_id"]].append(ann)
+
+    def error(self, problem: str, fix: str) -> ValueError:
+        return ValueError(f"annotation_file {str(self.path)!r} {problem}: {fix}.")
+
+    def _list(self, data: dict[str, Any], key: str, *, required: bool) -> list[Any]:
+        if key not in data:
+            if required:
+                what = "annotations need" if key == "categories" else "a COCO file needs"
+                raise self.error(f"has no {key!r} key", f"add it ({what} a list of {key})")
+            return []
+        value = data[key]
+        if not isinstance(value, list):
+            raise self.error(
+                f"has a {key!r} that is a {type(value).__name__}, not a list",
+                f"give a list of {key}",
+            )
+        for k, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.error(
+                    f"has {key}[{k}] = {item!r}, not an object", f"give each of {key} as one"
+                )
+        return value
+
+    def _index_images(self) -> dict[int, dict[str, Any]]:
+        imgs: dict[int, dict[str, Any]] = {}
+        for k, img in enumerate(self.images):
+            img_id = img.get("id")
+            where = f"image images[{k}]" + (f" (id {img_id!r})" if "id" in img else "")
+            if not _is_int(img_id):
+                raise self.error(
+                    f"has {where} without an integer 'id'", "give every image a unique integer id"
+                )
+            if img_id in imgs:
+                raise self.error(
+                    f"has the image id {img_id} twice (images[{k}] and an earlier one)",
+                    "give every image a unique id",
+                )
+            name = img.get("file_name")
+            if not isinstance(name, str) or not name or "\x00" in name:
+                raise self.error(
+                    f"has {where} with file_name {name!r}",
+                    "give every image its file name (a path relative to image_dir)",
+                )
+            for key in ("height", "width"):
+                if key in img and not (_is_real(img[key]) and img[key] > 0):
+                    raise self.error(
+                        f"has {where} with {key} {img[key]!r}",
+                        f"give its {key} in pixels, or leave the key out",
+                    )
+            imgs[img_id] = img
+        return imgs
+
+    def _index_categories(self) -> dict[int, dict[str, Any]]:
+        cats: dict[int, dict[str, Any]] = {}
+        for k, cat in enumerate(self.categories):
+            cat_id = cat.get("id")
+            if not _is_int(cat_id):
+                raise self.error(
+                    f"has categories[{k}] without an integer 'id' (got {cat_id!r})",
+                    "give every category a unique integer id",
+                )
+            if cat_id in cats:
+                raise self.error(
+                    f"has the category id {cat_id} twice", "give every category a unique id"
+                )
+            cats[cat_id] = cat
+        return cats
+
+    def _check_annotation(self, k: int, ann: dict[str, Any]) -> None:
+        ann_id = ann.get("id")
+        where = f"annotation annotations[{k}]" + (f" (id {ann_id!r})" if "id" in ann else "")
+        if not _is_int(ann_id):
+            raise self.error(
+                f"has {where} without an integer 'id'",
+                "give every annotation an integer id, as COCO does",
+            )
+        for key, known, section in (
+            ("image_id", self.imgs, "images"),
+            ("category_id", self.cats, "categories"),
+        ):
+            fix = f"one of the ids in the file's {section!r}"
+            if key not in ann:
+                raise self.error(f"has {where} without {key!r}", f"give its {key}, {fix}")
+            if not _is_int(ann[key]) or ann[key] not in known:
+                problem = (
+                    "is not an integer id" if not _is_int(ann[key]) else f"is not in {section}"
+                )
+                raise self.error(
+                    f"has {where} whose {key} {ann[key]!r} {problem}",
+                    f"give {fix}, or remove the annotation",
+                )
+        bbox = ann.get("bbox")
+        if not (
+            isinstance(bbox, list | tuple) and len(bbox) == 4 and all(_is_real(v) for v in bbox)
+        ):
+            raise self.error(
+                f"has {where} with bbox {bbox!r}",
+                "give [x, y, width, height], four numbers in pixels",
+            )
+        if not all(math.isfinite(v) for v in bbox):
+            raise self.error(
+                f"has {where} with a non-finite bbox {bbox!r}",
+                "give [x, y, width, height], four finite numbers",
+            )
+        if ann.get("iscrowd", 0) not in (0, 1):  # a string "0" would read as crowd
+            raise self.error(
+                f"has {where} with iscrowd {ann['iscrowd']!r}", "give 0 or 1, or leave it out"
+            )
+
+    def image_path(self, img_id: int, image_dir: Path, root: Path) -> Path:
+        """The image's path, refused unless it lies under ``image_dir``."""
+        name = self.imgs[img_id]["file_name"]
+        path = image_dir / name
+        # resolve() follows '..' and symbolic links, so neither can leave image_dir.
+        if Path(name).is_absolute() or not path.resolve().is_relative_to(root):
+            raise self.error(
+                f"gives image id {img_id} the file_name {name!r}, which lies outside image_dir "
+                f"{str(image_dir)!r}",
+                "images must lie under image_dir: give file names relative to it, without "
+                "'..', absolute paths or links that lead out of it (or pick another image_dir)",
+            )
+        return path
+
+
 def _read_rgb(path: Path) -> torch.Tensor:
     """Decode an image file to a float32 (3, H, W) tensor in [0, 1]."""
     # Pillow, not torchvision.io: torchvision 0.29 deprecated its decoders, and
@@ -350,7 +519,8 @@ def load_coco(
     annotation_file : str or path-like
         The COCO annotation JSON (``images``, ``annotations``, ``categories``).
     image_dir : str or path-like
-        Directory holding the images; each image is ``image_dir / file_name``.
+        Directory holding the images; each image is ``image_dir / file_name``,
+        and must lie under it (no file outside it is read).
     category_ids : iterable of int, optional
         Categories to keep, in the order of their labels 1..K. Annotations of
         other categories are dropped. By default all, sorted by id.
@@ -380,9 +550,15 @@ def load_coco(
     TypeError
         If ``category_ids`` or ``image_ids`` are not integer ids.
     ValueError
-        If ``category_ids`` or ``image_ids`` name ids the file lacks, an image's
-        decoded size differs from its annotated width/height, or a box is not
-        finite.
+        If ``category_ids`` or ``image_ids`` name ids the file lacks, or an
+        image's decoded size differs from its annotated width/height. Also,
+        naming the file and the image or annotation, if the file is not valid
+        JSON; lacks ``images``, or ``categories`` while it has annotations; an
+        image lacks an integer ``id`` or a ``file_name``, or repeats an id; a
+        ``file_name`` leads outside ``image_dir`` (an absolute path, ``..`` or
+        a link); an annotation lacks an integer ``id``, names an ``image_id``
+        or ``category_id`` the file lacks, or has a ``bbox`` other than four
+        finite numbers.
 
     Warns
     -----
@@ -408,15 +584,15 @@ def load_coco(
     >>> tuple(images[0].shape), targets[0]["boxes"], targets[0]["labels"], names
     ((3, 20, 30), tensor([[ 2.,  4., 12.,  9.]]), tensor([1]), ['cat'])
     """
-    from pycocotools.coco import COCO
-
     annotation_file, image_dir = Path(annotation_file), Path(image_dir)
     if not annotation_file.is_file():
         raise FileNotFoundError(f"annotation_file {str(annotation_file)!r} does not exist.")
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image_dir {str(image_dir)!r} is not a directory.")
-    with contextlib.redirect_stdout(io.StringIO()):  # COCO prints progress
-        coco = COCO(str(annotation_file))
+    # Read and checked here rather than by pycocotools, which fails on a missing
+    # key with a bare KeyError and keeps the last of two images with one id.
+    coco = _CocoFile(annotation_file)
+    root = image_dir.resolve()
 
     cats = (
         sorted(coco.cats)
@@ -425,14 +601,14 @@ def load_coco(
     )
     label_of = {cat: label for label, cat in enumerate(cats, start=1)}
     class_names = [str(coco.cats[cat].get("name", cat)) for cat in cats]
-    file_order = [img["id"] for img in coco.dataset.get("images", [])]
+    file_order = list(coco.imgs)
     ids = file_order if image_ids is None else _check_ids(image_ids, "image_ids", file_order)
 
     images, targets = [], []
     n_degenerate, degenerate_images = 0, 0
     for img_id in ids:
         info = coco.imgs[img_id]
-        path = image_dir / info["file_name"]
+        path = coco.image_path(img_id, image_dir, root)
         if not path.is_file():
             raise FileNotFoundError(f"image file {str(path)!r} (image id {img_id}) does not exist.")
         image = _read_rgb(path)
@@ -445,17 +621,12 @@ def load_coco(
             )
 
         boxes, labels, dropped = [], [], 0
-        for ann in coco.imgToAnns.get(img_id, []):
-            if ann.get("category_id") not in label_of:
-                continue
+        for ann in coco.img_to_anns[img_id]:
+            if ann["category_id"] not in label_of:
+                continue  # a category left out by category_ids
             if ann.get("iscrowd", 0) and not include_crowd:
                 continue
             x, y, w, h = (float(v) for v in ann["bbox"])
-            if not all(math.isfinite(v) for v in (x, y, w, h)):
-                raise ValueError(
-                    f"annotation {ann.get('id')} of image {info['file_name']!r} has a "
-                    f"non-finite bbox {ann['bbox']!r}."
-                )
             x1, x2 = min(max(x, 0.0), width), min(max(x + w, 0.0), width)
             y1, y2 = min(max(y, 0.0), height), min(max(y + h, 0.0), height)
             if x2 <= x1 or y2 <= y1:

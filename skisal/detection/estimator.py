@@ -456,15 +456,15 @@ class TorchvisionDetector(BaseEstimator):
         -------
         float
             torchmetrics' ``MeanAveragePrecision(iou_type="bbox")`` "map"
-            (COCO's 101-point interpolation, pycocotools backend); -1 when
-            ``y`` holds no box at all.
+            (COCO's 101-point interpolation, pycocotools backend).
 
         Raises
         ------
         sklearn.exceptions.NotFittedError
             If ``fit`` has not been called.
         ValueError, TypeError
-            For invalid images or targets.
+            For invalid images or targets, or targets without any box (mAP
+            is undefined then).
 
         Examples
         --------
@@ -479,8 +479,10 @@ class TorchvisionDetector(BaseEstimator):
         >>> no_boxes = as_object_array(
         ...     {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
         ...     for _ in X)
-        >>> detector.score(X, no_boxes)
-        -1.0
+        >>> detector.score(X, no_boxes)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: y holds no ground-truth box ...: COCO mAP is undefined without any...
         """
         return float(self.evaluate(X, y)["map"])
 
@@ -505,7 +507,8 @@ class TorchvisionDetector(BaseEstimator):
         sklearn.exceptions.NotFittedError
             If ``fit`` has not been called.
         ValueError, TypeError
-            For invalid images or targets.
+            For invalid images or targets, or targets without any box (every
+            measure is undefined then: torchmetrics would report -1).
 
         Examples
         --------
@@ -519,11 +522,18 @@ class TorchvisionDetector(BaseEstimator):
         >>> results["map"] == detector.score(X, y)
         True
         """
-        from torchmetrics.detection import MeanAveragePrecision
-
         self._check_fitted()
         images = check_images(X, "X")
         targets = check_targets(y, images, "y", self.num_classes_)
+        if not any(len(t["boxes"]) for t in targets):
+            # torchmetrics reports -1 then, a number that would be averaged unnoticed.
+            raise ValueError(
+                f"y holds no ground-truth box (all {len(targets)} targets are background): "
+                "COCO mAP is undefined without any ground-truth box; evaluate on images "
+                "that have annotated objects (e.g. hold out a test set that has some)."
+            )
+        from torchmetrics.detection import MeanAveragePrecision
+
         predictions = self.predict(images)
         metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
         metric.update(predictions, [_target_to(t, torch.device("cpu")) for t in targets])
