@@ -14,6 +14,7 @@ without redoing any finished step.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 
 from .datasets import DATASETS, load_dataset
 from .report import format_summary, write_report
-from .runner import CONFIG_FILE, RECORDS_FILE, ExperimentConfig, run_experiment
+from .runner import RECORDS_FILE, ExperimentConfig, run_experiment
 from .strategies import STRATEGIES
 
 __all__ = ["main", "parse_args"]
@@ -135,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ------
     ValueError
         If the dataset or a strategy is unknown, the sizes do not fit the
-        dataset, or ``--out`` holds a run of another configuration.
+        dataset, or ``--out`` holds a run of another configuration or a record
+        it cannot resume from (the message names the file and line).
+    RuntimeError
+        If another run is writing to ``--out``.
 
     Examples
     --------
@@ -166,13 +170,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference_size=args.reference_size,
         epochs=args.epochs,
     )
-    if args.overwrite:
-        for name in (RECORDS_FILE, CONFIG_FILE):
-            (args.out / name).unlink(missing_ok=True)
-    elif (args.out / RECORDS_FILE).exists():
+    if not args.overwrite and (args.out / RECORDS_FILE).exists():
         print(f"resuming from {args.out / RECORDS_FILE}")
     start = time.perf_counter()
-    records = run_experiment(config, args.out, dataset=dataset, progress=not args.no_progress)
+    # run_experiment deletes for --overwrite once it holds the folder's lock, not before.
+    try:
+        records = run_experiment(
+            config,
+            args.out,
+            dataset=dataset,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the finished steps are in {args.out / RECORDS_FILE}; run the same "
+            "command again to resume.",
+            file=sys.stderr,
+        )
+        raise  # the exit status stays that of Ctrl-C
     seconds = time.perf_counter() - start
     title = (
         f"{dataset.name}: {config.query_size} labels per query, "

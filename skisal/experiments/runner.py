@@ -9,22 +9,33 @@ re-initialises its module on ``fit``), as the paper does, then scores it on
 the test set with the estimator's own ``score``.
 
 One JSON line per finished step goes to ``records.jsonl``, flushed at once;
-the pool indices each step selected are in it. Running again with the same
-configuration and folder skips what is done and rebuilds an unfinished run's
-labelled set from those lines. Torch is reseeded from ``(seed, step)``
-before every fit, and so is any strategy with a ``random_state``, so a
-resumed run makes the same choices as an uninterrupted one.
+the pool indices each step selected are in it, and so is the fingerprint of
+the configuration that wrote it. Running again with the same configuration
+and folder skips what is done and rebuilds an unfinished run's labelled set
+from those lines. Torch is reseeded from ``(seed, step)`` before every fit,
+and so is any strategy with a ``random_state``, so a resumed run makes the
+same choices as an uninterrupted one.
+
+A run never reuses or replaces records it cannot trust: it refuses, naming the
+file and line, records of another configuration or without a fingerprint
+(written before skisal recorded one), lines that are corrupt (except a last
+line an interruption cut short, which is dropped), of the wrong shape, outside
+the configuration, after a missing step, or in conflict with another line.
+It locks its folder (the file ``.lock``, with ``filelock``) for the whole run,
+so a second run into the same folder fails at once instead of corrupting it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -37,6 +48,9 @@ __all__ = ["ExperimentConfig", "StepRecord", "load_records", "run_experiment", "
 
 RECORDS_FILE = "records.jsonl"
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
+_AFRESH = "start afresh in another output folder (--out) or with --overwrite (overwrite=True)"
+_REMEDY = f"Correct or delete that line, or {_AFRESH}."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +196,26 @@ class ExperimentConfig:
                 f"only {available} samples after the test and reference sets."
             )
 
+    def fingerprint(self) -> str:
+        """A short hash of the configuration, stored with every record it writes.
+
+        Returns
+        -------
+        str
+            16 hex digits of the SHA-256 of the configuration's canonical JSON.
+
+        Examples
+        --------
+        >>> import dataclasses
+        >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=2)
+        >>> len(config.fingerprint()), config.fingerprint() == config.fingerprint()
+        (16, True)
+        >>> config.fingerprint() == dataclasses.replace(config, steps=3).fingerprint()
+        False
+        """
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 @dataclasses.dataclass(frozen=True)
 class StepRecord:
@@ -205,6 +239,9 @@ class StepRecord:
         Seconds the (re)training took.
     selected : tuple of int
         The dataset indices this step's query chose (empty at step 0).
+    fingerprint : str or None, default=None
+        :meth:`ExperimentConfig.fingerprint` of the run that wrote it (None in
+        records written before skisal stored it).
 
     Examples
     --------
@@ -223,6 +260,7 @@ class StepRecord:
     query_seconds: float | None
     fit_seconds: float
     selected: tuple[int, ...]
+    fingerprint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +317,101 @@ def _reseed(strategy: Any, seed: int) -> None:
         strategy.set_params(random_state=seed)
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_COUNT = "a non-negative integer"
+# Per field of a JSON line: its check, and what it must be (for the message).
+_FIELD_CHECKS = {
+    "strategy": (lambda v: isinstance(v, str), "a string"),
+    "seed": (_count, _COUNT),
+    "step": (_count, _COUNT),
+    "n_labeled": (_count, _COUNT),
+    "score": (_number, "a number"),
+    "query_seconds": (lambda v: v is None or _number(v), "a number or null"),
+    "fit_seconds": (_number, "a number"),
+    "selected": (lambda v: isinstance(v, list) and all(map(_count, v)), f"a list of {_COUNT}s"),
+    "fingerprint": (lambda v: v is None or isinstance(v, str), "a string or null"),
+}
+
+
+def _line_error(path: Path, line: int, problem: str, remedy: str = _REMEDY) -> ValueError:
+    return ValueError(f"{path}, line {line}: {problem}. {remedy}")
+
+
+def _parse_record(fields: Any, path: Path, line: int) -> StepRecord:
+    """The record of one JSON line, or ValueError naming what is wrong with it."""
+    if not isinstance(fields, dict):
+        raise _line_error(path, line, f"expected a JSON object, got {type(fields).__name__}")
+    missing = [k for k in _FIELD_CHECKS if k not in fields and k != "fingerprint"]
+    extra = sorted(set(fields) - set(_FIELD_CHECKS))
+    if missing or extra:
+        raise _line_error(path, line, f"missing fields {missing}, unknown fields {extra}")
+    for name, value in fields.items():
+        check, expected = _FIELD_CHECKS[name]
+        if not check(value):
+            raise _line_error(path, line, f"{name} must be {expected}, got {value!r}")
+    return StepRecord(**{**fields, "selected": tuple(fields["selected"])})
+
+
+def _read_records(path: Path) -> tuple[list[tuple[int, StepRecord]], str | None]:
+    """The records of ``path`` with their line numbers, and its text to write back.
+
+    The text is None when the file needs no change; otherwise it lacks a last
+    line an interruption cut short and identical copies of a line.
+    """
+    if not path.exists():
+        return [], None
+    text = path.read_text()
+    lines = text.split("\n")  # ends with "" unless the last write was cut short
+    entries: list[tuple[int, StepRecord]] = []
+    kept: list[str] = []
+    seen: dict[tuple[str, int, int], tuple[int, StepRecord]] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            fields = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # no newline after it: the write was cut short
+                continue
+            raise _line_error(
+                path,
+                number,
+                f"not valid JSON ({exc.msg}); only a last line without its newline can "
+                "be a write cut short by an interruption",
+            ) from None
+        record = _parse_record(fields, path, number)
+        key = (record.strategy, record.seed, record.step)
+        if key in seen:
+            if seen[key][1] != record:
+                raise _line_error(
+                    path,
+                    number,
+                    f"a second record of strategy {key[0]!r}, seed {key[1]}, step {key[2]}, "
+                    f"which differs from the one on line {seen[key][0]}",
+                )
+            continue  # an identical copy: dropped
+        seen[key] = (number, record)
+        entries.append((number, record))
+        kept.append(line)
+    clean = "".join(line + "\n" for line in kept)
+    return entries, None if clean == text else clean
+
+
 def load_records(out_dir: str | Path) -> list[StepRecord]:
-    """Records of ``out_dir/records.jsonl``; a line cut short by a crash is ignored.
+    """Records of ``out_dir/records.jsonl``, checked line by line.
+
+    A last line without its newline that is not valid JSON (a write cut short
+    by an interruption) is ignored, and so are blank lines and identical
+    copies of a line. Records written before skisal stored the
+    configuration's fingerprint are read too (their ``fingerprint`` is None);
+    :func:`run_experiment` refuses to resume from them.
 
     Parameters
     ----------
@@ -292,6 +423,13 @@ def load_records(out_dir: str | Path) -> list[StepRecord]:
     list of StepRecord
         In file order; empty if there is no ``records.jsonl``.
 
+    Raises
+    ------
+    ValueError
+        Naming the file and line, if a line other than the last is not valid
+        JSON, a line has missing or unknown fields or a field of the wrong
+        type, or two different lines record the same strategy, seed and step.
+
     Examples
     --------
     >>> import tempfile
@@ -302,57 +440,75 @@ def load_records(out_dir: str | Path) -> list[StepRecord]:
     The measured records of the documentation, from a clone of the repository:
     ``summarise(load_records("docs/results/digits"))``.
     """
-    path = Path(out_dir) / RECORDS_FILE
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the last line of an interrupted write
-        fields["selected"] = tuple(fields["selected"])
-        records.append(StepRecord(**fields))
-    return records
+    entries, _ = _read_records(Path(out_dir) / RECORDS_FILE)
+    return [record for _, record in entries]
 
 
-def _rewrite_records(records: Sequence[StepRecord], out_dir: Path) -> None:
-    path = out_dir / RECORDS_FILE
-    if not path.exists():
-        return
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text("".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in records))
-    temporary.replace(path)
-
-
-def _completed_steps(records: Sequence[StepRecord]) -> dict[tuple[str, int], list[StepRecord]]:
-    """Per run, its records from step 0 on, up to the first missing step."""
-    runs: dict[tuple[str, int], dict[int, StepRecord]] = {}
-    for record in records:
-        runs.setdefault((record.strategy, record.seed), {})[record.step] = record
+def _check_against_config(
+    entries: Sequence[tuple[int, StepRecord]], config: ExperimentConfig, path: Path
+) -> dict[tuple[str, int], list[StepRecord]]:
+    """Per run, its records from step 0 on; ValueError for one it cannot resume from."""
+    fingerprint = config.fingerprint()
+    runs: dict[tuple[str, int], dict[int, tuple[int, StepRecord]]] = {}
+    for number, r in entries:
+        if r.fingerprint != fingerprint:
+            written_by = (
+                "an older skisal, which stored no configuration fingerprint"
+                if r.fingerprint is None
+                else f"another configuration (fingerprint {r.fingerprint}, not {fingerprint})"
+            )
+            remedy = "Rerun with the configuration that wrote it, or " if r.fingerprint else ""
+            remedy += _AFRESH if r.fingerprint else _AFRESH.capitalize()
+            raise _line_error(path, number, f"the record was written by {written_by}", remedy + ".")
+        expected = 0 if r.step == 0 else config.query_size
+        for wrong, problem in [
+            (r.strategy not in config.strategies, f"strategy {r.strategy!r} is not in the run"),
+            (r.seed not in config.seeds, f"seed {r.seed} is not in the run"),
+            (r.step > config.steps, f"step {r.step} is beyond the run's {config.steps} steps"),
+            (len(r.selected) != expected, f"{len(r.selected)} selected, not {expected}"),
+        ]:
+            if wrong:
+                raise _line_error(path, number, problem)
+        runs.setdefault((r.strategy, r.seed), {})[r.step] = (number, r)
     completed = {}
-    for key, steps in runs.items():
+    for (name, seed), steps in runs.items():
         prefix = []
         while len(prefix) in steps:
-            prefix.append(steps[len(prefix)])
-        completed[key] = prefix
+            prefix.append(steps[len(prefix)][1])
+        for step, (number, _) in sorted(steps.items()):
+            if step > len(prefix):  # its labelled set depends on the missing step
+                raise _line_error(
+                    path,
+                    number,
+                    f"step {step} of strategy {name!r}, seed {seed} follows a missing step "
+                    f"{len(prefix)}; delete the lines of that run from there on to rerun them",
+                )
+        completed[(name, seed)] = prefix
     return completed
 
 
-def _check_or_write_config(config: ExperimentConfig, out_dir: Path) -> None:
+def _check_config_file(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether ``config.json`` exists; ValueError if it is unreadable or differs."""
     path = out_dir / CONFIG_FILE
-    wanted = dataclasses.asdict(config)
-    wanted = json.loads(json.dumps(wanted))  # tuples as lists, as on disk
-    if path.exists():
+    if not path.exists():
+        return False
+    wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as lists, as on disk
+    try:
         found = json.loads(path.read_text())
-        if found != wanted:
-            changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
-            raise ValueError(
-                f"{out_dir} holds a run with another configuration (differs in {changed}); "
-                "use another output folder, or delete it (--overwrite) to start afresh."
-            )
-    else:
-        path.write_text(json.dumps(wanted, indent=2) + "\n")
+    except json.JSONDecodeError as exc:
+        found = exc
+    if not isinstance(found, dict):
+        raise ValueError(
+            f"{path} is not a configuration skisal wrote ({str(found)[:80]}); delete it if "
+            f"records.jsonl is this configuration's (its fingerprints are checked), or {_AFRESH}."
+        )
+    if found != wanted:
+        changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+        raise ValueError(
+            f"{out_dir} holds a run with another configuration (differs in {changed}); "
+            "use another output folder, or delete it (--overwrite) to start afresh."
+        )
+    return True
 
 
 def run_experiment(
@@ -361,6 +517,7 @@ def run_experiment(
     *,
     dataset: Dataset | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> list[StepRecord]:
     """Run (or finish) every strategy on every seed; return all records.
 
@@ -369,13 +526,16 @@ def run_experiment(
     config : ExperimentConfig
         What to run.
     out_dir : str or Path
-        Folder for ``config.json`` and ``records.jsonl``; created if needed.
-        If it holds records of the same configuration, finished steps are
-        kept and the rest is run.
+        Folder for ``config.json`` and ``records.jsonl``; created if needed,
+        and locked while the run lasts. If it holds records of the same
+        configuration, finished steps are kept and the rest is run.
     dataset : Dataset, optional
         The data, if already loaded (default: ``load_dataset(config.dataset)``).
     progress : bool, default=False
         Show a tqdm bar over the steps.
+    overwrite : bool, default=False
+        Delete ``records.jsonl`` and ``config.json`` first (once the folder is
+        locked) and start afresh.
 
     Returns
     -------
@@ -385,8 +545,13 @@ def run_experiment(
     Raises
     ------
     ValueError
-        If the sizes do not fit the dataset, a strategy is unknown, or
-        ``out_dir`` holds a run of another configuration.
+        If the sizes do not fit the dataset or a strategy is unknown, or, naming
+        the file, the line and the fix, if ``out_dir`` holds a configuration or
+        a record this run cannot resume from (see :func:`load_records`; also a
+        record without this configuration's fingerprint, outside it, or after a
+        missing step).
+    RuntimeError
+        If another run holds ``out_dir``'s lock.
 
     Examples
     --------
@@ -407,20 +572,48 @@ def run_experiment(
     config.validate(n_samples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_or_write_config(config, out_dir)
-    records = load_records(out_dir)
-    _rewrite_records(records, out_dir)  # drops a line an interruption cut short
-    completed = _completed_steps(records)
+    lock = filelock.FileLock(str(out_dir / LOCK_FILE))
+    try:
+        held = lock.acquire(timeout=0)  # a second run fails at once, not after a wait
+    except filelock.Timeout:
+        raise RuntimeError(
+            f"{out_dir} is in use by another run (it holds {out_dir / LOCK_FILE}); wait for "
+            "that run to finish, or use another output folder (--out)."
+        ) from None
+    with held:
+        return _run_locked(config, out_dir, dataset, progress, overwrite)
 
+
+def _run_locked(
+    config: ExperimentConfig, out_dir: Path, dataset: Dataset, progress: bool, overwrite: bool
+) -> list[StepRecord]:
+    path = out_dir / RECORDS_FILE
+    if overwrite:
+        for name in (RECORDS_FILE, CONFIG_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+    has_config = _check_config_file(config, out_dir)
+    entries, clean = _read_records(path)
+    completed = _check_against_config(entries, config, path)
+    # Written only now that the records are known to be this configuration's.
+    if not has_config:
+        config_text = json.dumps(dataclasses.asdict(config), indent=2) + "\n"
+        (out_dir / CONFIG_FILE).write_text(config_text)
+    if clean is not None:  # drops a line an interruption cut short, and copies
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(clean)
+        temporary.replace(path)
+
+    fingerprint = config.fingerprint()
     runs = [(seed, name) for seed in config.seeds for name in config.strategies]
     remaining = sum(config.steps + 1 - len(completed.get((n, s), [])) for s, n in runs)
     results: list[StepRecord] = []
     with (
-        (out_dir / RECORDS_FILE).open("a") as sink,
+        path.open("a") as sink,
         tqdm(total=remaining, unit="step", disable=not progress) as bar,
     ):
 
         def write(record: StepRecord) -> None:
+            record = dataclasses.replace(record, fingerprint=fingerprint)
             sink.write(json.dumps(dataclasses.asdict(record)) + "\n")
             sink.flush()
             results.append(record)
@@ -432,7 +625,7 @@ def run_experiment(
             if len(done) == config.steps + 1:
                 continue
             bar.set_postfix(strategy=name, seed=seed)
-            split = split_indices(n_samples, config, seed)
+            split = split_indices(len(dataset.y), config, seed)
             _run_one(name, seed, split, dataset, config, done, write)
     return results
 
