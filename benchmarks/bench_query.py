@@ -687,7 +687,7 @@ def run_net(
             median_s = statistics.median(r["seconds"] for r in recs)
             phases = {
                 phase: statistics.median(r["phases"].get(phase, 0.0) for r in recs)
-                for phase in ("reference_gradient", "s_test", "scoring")
+                for phase in ("finite_check", "reference_gradient", "s_test", "scoring")
             }
             row: dict[str, Any] = {
                 "kwargs": {k_: v for k_, v in kwargs.items()},
@@ -896,7 +896,7 @@ def markdown(result: dict[str, Any]) -> str:
                             fmt_time(cell["margin"]["median_s"]),
                             f"**{row['ratio']:.2f}x**",
                             f"{_pct(sh['s_test'])} / {_pct(sh['scoring'])} / "
-                            f"{_pct(sh['reference_gradient'])}",
+                            f"{_pct(sh['reference_gradient'])} / {_pct(sh.get('finite_check'))}",
                             fmt_num(acc.get("relative_error")),
                             _fixed(acc.get("pearson"), 4),
                             _fixed(acc.get("top_overlap"), 2),
@@ -913,7 +913,7 @@ def markdown(result: dict[str, Any]) -> str:
             "ISAL query",
             "margin query",
             "ISAL / margin",
-            "share s_test / scoring / reference",
+            "share s_test / scoring / reference / finite check",
             "rel. error",
             "Pearson",
             "top-n overlap",
@@ -932,8 +932,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"n_instances={cfg['n_instances']})` on the same trained skorch net and pool: median "
         "wall time after one warm-up call per net and method, margin sampling and every "
         "method alternating in each round ((1x): timed once, its query being long). Shares: "
-        "the strategy's own phase timings over the query's time (the rest is validation and "
-        "selection). Accuracy against CG to a relative residual of "
+        "the strategy's own phase timings over the query's time (finite check: the forward "
+        "pass over the reference and labelled sets that names rows with non-finite outputs; "
+        "the rest is validation and selection). Accuracy against CG to a relative residual of "
         f"{cfg['reference_tol']:g} (at most {cfg['reference_max_iter']:,} iterations) on the "
         "same damped curvature over the full labelled set: rel. error = "
         "||s - s*|| / ||s*|| of s_test (for identity, s = grad l(R): not an approximation "

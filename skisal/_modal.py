@@ -1,15 +1,18 @@
 """What skisal needs to know about modAL: its strategy protocol and its learners.
 
 modAL 0.4.1 expects a strategy to return indices; 0.4.2.x expects
-``(indices, scores)`` and, on *any* exception while unpacking, calls the
-strategy a second time. The installed version is recognised by the
-signature of ``BaseLearner.query`` (0.4.2 added ``return_metrics``).
+``(indices, scores)`` and, on *any* exception while unpacking (a bare
+``except:``, so Ctrl-C too), calls the strategy a second time. The installed
+version is recognised by the signature of ``BaseLearner.query`` (0.4.2 added
+``return_metrics``); :func:`note_failure` and :func:`reraise_on_retry` let a
+strategy's failure through that second call unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from typing import Any
 
 __all__ = [
@@ -18,8 +21,13 @@ __all__ = [
     "is_learner",
     "is_learner_like",
     "learner_returns_scores",
+    "note_failure",
+    "reraise_on_retry",
     "returns_scores",
 ]
+
+# The attribute tagging an exception with the strategy it escaped from.
+_FAILED_IN = "_skisal_failed_in"
 
 
 @functools.cache
@@ -195,3 +203,81 @@ def format_result(indices: Any, scores: Any, with_scores: bool) -> Any:
     array([3, 1])
     """
     return (indices, scores) if with_scores else indices
+
+
+def note_failure(exc: BaseException, strategy: Any) -> None:
+    """Tag ``exc`` as escaping from ``strategy``, for :func:`reraise_on_retry`.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the strategy's call raised (``KeyboardInterrupt`` included).
+    strategy : object
+        The strategy.
+
+    Examples
+    --------
+    >>> exc = ValueError("X_pool is empty")
+    >>> note_failure(exc, "strategy")
+    >>> exc._skisal_failed_in
+    'strategy'
+    """
+    try:
+        setattr(exc, _FAILED_IN, strategy)
+    except AttributeError:  # an exception type with __slots__: no retry guard for it
+        pass
+
+
+def reraise_on_retry(strategy: Any) -> None:
+    """Re-raise ``strategy``'s own failure when modAL's ``query`` calls it again.
+
+    modAL 0.4.2.x calls the strategy inside ``try: ... except:`` and, in the
+    handler, calls it a second time. That second call would redo all the work
+    and turn a ``KeyboardInterrupt`` or a clear error into a ``TypeError``.
+    It runs while the first failure is being handled, so it is recognised
+    exactly: the exception being handled is one this strategy raised (see
+    :func:`note_failure`) and the strategy is called from a ``query`` method.
+    Any other call, such as a retry in the user's own ``except`` block, runs
+    normally; the tag is cleared once re-raised, so nothing stale survives.
+
+    Call it first thing in the strategy's ``__call__`` (it reads the caller of
+    its caller).
+
+    Parameters
+    ----------
+    strategy : object
+        The strategy being called.
+
+    Raises
+    ------
+    BaseException
+        The strategy's failure being handled, when this is modAL's retry.
+
+    Examples
+    --------
+    >>> class Strategy:
+    ...     def __call__(self):
+    ...         reraise_on_retry(self)
+    ...         try:
+    ...             raise KeyboardInterrupt
+    ...         except BaseException as exc:
+    ...             note_failure(exc, self)
+    ...             raise
+    >>> def query(strategy):  # what modAL 0.4.2.x does
+    ...     try:
+    ...         return strategy()
+    ...     except:
+    ...         return strategy()
+    >>> try:
+    ...     query(Strategy())
+    ... except KeyboardInterrupt:
+    ...     print("KeyboardInterrupt reached the caller")
+    KeyboardInterrupt reached the caller
+    """
+    handled = sys.exc_info()[1]
+    if handled is None or getattr(handled, _FAILED_IN, None) is not strategy:
+        return
+    if sys._getframe(2).f_code.co_name != "query":
+        return
+    delattr(handled, _FAILED_IN)
+    raise handled

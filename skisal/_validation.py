@@ -15,6 +15,7 @@ import torch
 __all__ = [
     "check_constraints",
     "check_data",
+    "check_device",
     "check_n_instances",
     "check_query_size",
     "check_same_sample_shape",
@@ -303,10 +304,27 @@ def check_data(X: Any, name: str, *, allow_non_numeric: bool = False) -> Any:
     return X
 
 
-def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: str) -> None:
-    """Raise if samples of ``X`` and ``reference`` have different shapes.
+def _value_kinds(X: Any) -> set[str]:
+    """numpy dtype kinds of the values of ``X`` ("f", "i", "b", ...); empty when unknown."""
+    if isinstance(X, torch.Tensor):
+        if X.is_floating_point():
+            return {"f"}
+        return {"c"} if X.is_complex() else ({"b"} if X.dtype == torch.bool else {"i"})
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame: one dtype per column
+    if dtypes is not None and hasattr(dtypes, "__iter__"):
+        return {getattr(d, "kind", "O") for d in dtypes}
+    dtype = getattr(X, "dtype", None)
+    return {getattr(dtype, "kind", "O")} if dtype is not None else set()
 
-    Data without a ``shape`` (lists of images of different sizes) is not checked.
+
+def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: str) -> None:
+    """Raise if samples of ``X`` and ``reference`` differ in shape or in kind of number.
+
+    Data without a ``shape`` (lists of images of different sizes) is not
+    checked for shape. Integer or boolean ``X`` next to a floating-point
+    ``reference`` is refused rather than cast: the network was trained on
+    floats, and a silent cast would hide a missing scaling (e.g. ``uint8``
+    pixels in 0..255 against training images in [0, 1]).
 
     Parameters
     ----------
@@ -323,6 +341,8 @@ def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: s
     ------
     ValueError
         If both have a shape and their per-sample shapes differ.
+    TypeError
+        If ``X`` holds integers or booleans and ``reference`` floats.
 
     Examples
     --------
@@ -333,14 +353,95 @@ def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: s
     Traceback (most recent call last):
     ...
     ValueError: X_pool has samples of shape (4,), but X_reference has samples of shape (3,): ...
+    >>> check_same_sample_shape(np.zeros(5), "X", np.zeros((2, 1)), "R")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: X has samples of shape (), but R has ... for one feature X.reshape(-1, 1).
     """
-    shape = tuple(getattr(X, "shape", ())[1:])
-    ref_shape = tuple(getattr(reference, "shape", ())[1:])
-    if shape and ref_shape and shape != ref_shape:
+    shape, ref_shape = getattr(X, "shape", None), getattr(reference, "shape", None)
+    if shape is not None and ref_shape is not None and tuple(shape[1:]) != tuple(ref_shape[1:]):
+        hint = "the network expects the latter"
+        if len(shape) == 1:
+            hint += (
+                f"; a 1-D {name} is read as one scalar per sample: for one sample use "
+                f"{name}.reshape(1, -1), for one feature {name}.reshape(-1, 1)"
+            )
         raise ValueError(
-            f"{name} has samples of shape {shape}, but {reference_name} has samples of "
-            f"shape {ref_shape}: the network expects the latter."
+            f"{name} has samples of shape {tuple(shape[1:])}, but {reference_name} has samples "
+            f"of shape {tuple(ref_shape[1:])}: {hint}."
         )
+    kinds, ref_kinds = _value_kinds(X), _value_kinds(reference)
+    if kinds and kinds <= set("iub") and ref_kinds == {"f"}:
+        dtype = getattr(X, "dtype", None)
+        found = f"{dtype}" if dtype is not None else "/".join(sorted(kinds))
+        raise TypeError(
+            f"{name} holds {found} values but {reference_name} holds floating-point ones: "
+            f"convert {name} to floats the way the training data was (e.g. "
+            f"{name}.astype(np.float32), scaled like the training data)."
+        )
+
+
+def check_device(device: Any, default: torch.device, name: str = "device") -> torch.device:
+    """The torch device to compute on: ``device`` checked, or ``default``.
+
+    ``"cuda"`` resolves to the current CUDA device (``cuda:0`` unless set), so
+    that it compares equal to where a module already is.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        The user's choice; None for ``default``.
+    default : torch.device
+        The module's own device.
+    name : str, default="device"
+        Argument name used in error messages.
+
+    Returns
+    -------
+    torch.device
+        With an index for CUDA.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` names no torch device, or a device this machine lacks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_device(None, torch.device("cpu"))
+    device(type='cpu')
+    >>> check_device("nonsense", torch.device("cpu"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: device must name a torch device such as 'cpu' or 'cuda:0', got 'nonsense'.
+    """
+    if device is None:
+        return default
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {device!r}."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name}={device!r}, but torch sees no CUDA device (no GPU, no driver, or a "
+                "CPU-only build of torch): use device='cpu', or None for the module's device."
+            )
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
+        elif resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}."
+            )
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"{name}={device!r}, but the MPS backend is not available here: use device='cpu'."
+        )
+    return resolved
 
 
 def check_n_instances(n_instances: Any, n_pool: int) -> int:

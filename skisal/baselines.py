@@ -13,7 +13,6 @@ protocols, like :class:`~skisal.InfluenceQueryStrategy` (``return_scores``).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,17 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from . import _modal
-from ._validation import check_data, check_n_instances, n_rows
+from ._validation import (
+    check_data,
+    check_device,
+    check_n_instances,
+    check_same_sample_shape,
+    n_rows,
+)
 from .adapters import ModelAdapter, resolve_adapter
 from .engine.layers import LayerProbe
-from .engine.model import batches, evaluation_mode
+from .engine.model import batches, evaluation_mode, module_on
+from .exceptions import NonFiniteScoreError
 from .strategy import InfluenceQueryStrategy
 
 __all__ = [
@@ -169,9 +175,8 @@ def penultimate_features(
     adapter.check_estimator(estimator)
     module = adapter.get_module(estimator)
     module_device = adapter.get_device(estimator)
-    device = module_device if device is None else torch.device(device)
-    if device != module_device:
-        module = copy.deepcopy(module).to(device)  # the user's module stays put
+    device = check_device(device, module_device)
+    module = module_on(module, device, module_device)
     features = []
     with LayerProbe(module, layer) as probe, evaluation_mode(module), torch.no_grad():
         for idx in batches(adapter.n_samples(X), batch_size):
@@ -211,7 +216,8 @@ def k_center_greedy(
         Selected pool rows, in selection order.
     distances : ndarray of shape (n_instances,)
         Each one's distance to the nearest centre when it was selected
-        (non-increasing).
+        (non-increasing); without centres, the first (random) point's is its
+        distance to the farthest pool point.
 
     Raises
     ------
@@ -241,13 +247,17 @@ def k_center_greedy(
             update(centers[start : start + chunk_size])
     indices, distances = [], []
     for _ in range(n_instances):
-        if torch.isinf(nearest).all():  # no centre yet
+        if torch.isinf(nearest).all():  # no centre yet: a random start
             choice = int(check_random_state(random_state).randint(n_pool))
+            update(pool[choice : choice + 1])
+            # Its score is its distance to the farthest pool point (the next
+            # pick's), not an infinite distance to no centre.
+            distances.append(float(nearest.max()))
         else:
             choice = int(torch.argmax(nearest))
+            distances.append(float(nearest[choice]))
+            update(pool[choice : choice + 1])
         indices.append(choice)
-        distances.append(float(nearest[choice]))
-        update(pool[choice : choice + 1])
         nearest[choice] = -1.0  # never again
     return np.asarray(indices, dtype=np.int64), np.asarray(distances)
 
@@ -364,6 +374,18 @@ class CoresetSampling(BaseEstimator):
         >>> X_selected.shape
         (3, 4)
         """
+        _modal.reraise_on_retry(self)
+        try:
+            indices, distances = self._select(classifier, X_pool, n_instances, X_labeled)
+        except BaseException as exc:  # Ctrl-C too: modAL's bare except would retry it
+            _modal.note_failure(exc, self)
+            raise
+        with_scores = _modal.returns_scores(self.return_scores, classifier)
+        return _modal.format_result(indices, distances, with_scores)
+
+    def _select(
+        self, classifier: Any, X_pool: Any, n_instances: int, X_labeled: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         _check_return_scores(self.return_scores)
         if isinstance(self.batch_size, bool) or not (
             isinstance(self.batch_size, int) and self.batch_size >= 1
@@ -375,17 +397,38 @@ class CoresetSampling(BaseEstimator):
             X_labeled = self.X_labeled
         if X_labeled is None:
             X_labeled = getattr(classifier, "X_training", None)
-        options = {"layer": self.layer, "adapter": self.adapter, "batch_size": self.batch_size}
-        pool = penultimate_features(classifier, X_pool, device=self.device, **options)
-        centers = None
         if X_labeled is not None and n_rows(X_labeled):
             X_labeled = check_data(X_labeled, "X_labeled", allow_non_numeric=True)
-            centers = penultimate_features(classifier, X_labeled, device=pool.device, **options)
-        indices, distances = k_center_greedy(
-            pool, centers, n_instances, random_state=self.random_state
+            check_same_sample_shape(X_pool, "X_pool", X_labeled, "X_labeled")
+        else:
+            X_labeled = None
+        options = {"layer": self.layer, "adapter": self.adapter, "batch_size": self.batch_size}
+        pool = _features(classifier, X_pool, "X_pool", device=self.device, **options)
+        centers = None
+        if X_labeled is not None:
+            centers = _features(classifier, X_labeled, "X_labeled", device=pool.device, **options)
+        return k_center_greedy(pool, centers, n_instances, random_state=self.random_state)
+
+
+def _features(estimator: Any, X: Any, name: str, **options: Any) -> torch.Tensor:
+    """:func:`penultimate_features`, with failures and non-finite features naming ``name``."""
+    try:
+        features = penultimate_features(estimator, X, **options)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except RuntimeError as exc:  # raised inside torch or the network
+        raise ValueError(
+            f"the network cannot take the samples of {name}: {exc}. Give {name} samples of "
+            "the shape and dtype the network was trained on."
+        ) from exc
+    bad = torch.nonzero(~torch.isfinite(features).all(dim=1)).flatten()
+    if len(bad):
+        raise NonFiniteScoreError(
+            f"the network's features are NaN or infinite on {len(bad)} sample(s) of {name} "
+            f"(first rows: {bad[:10].tolist()}): check those rows (scaling, extreme values) "
+            "or drop them."
         )
-        with_scores = _modal.returns_scores(self.return_scores, classifier)
-        return _modal.format_result(indices, distances, with_scores)
+    return features
 
 
 def gradient_similarity(

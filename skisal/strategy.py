@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import copy
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.utils import check_random_state
 from . import _modal
 from ._validation import (
     check_constraints,
+    check_device,
     check_query_size,
     is_non_negative_real,
     is_positive_int,
@@ -37,12 +39,34 @@ from .engine import (
     evaluation_mode,
     select_parameters,
 )
-from .engine.distributed import ProcessGroup, current_group
+from .engine.distributed import ProcessGroup, current_group, fingerprints
 from .engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
 from .engine.kfac import KFACSolver, KroneckerCurvature
 from .engine.lanczos import LanczosSolver
+from .engine.model import module_on
 
 __all__ = ["InfluenceQueryStrategy"]
+
+
+@dataclass
+class _Query:
+    """One call's checked data, and the model and engine built for it."""
+
+    X_pool: Any
+    X_lab: Any
+    y_lab: Any
+    X_ref: Any
+    y_ref: Any
+    ref_name: str  # the labels the reference set came with: y_reference or y_labeled
+    n_instances: int | None = None
+    model: BoundModel = field(init=False)
+    engine: InfluenceEngine = field(init=False)
+
+    @property
+    def set_names(self) -> tuple[str, str]:
+        """The reference and labelled sets' argument names, for messages."""
+        return self.ref_name.replace("y_", "X_"), "X_labeled"
+
 
 INVERSE_HVP_METHODS = ("lissa", "cg", "pcg", "lanczos", "kfac", "ekfac", "exact", "identity")
 SELECTIONS = ("top", "diverse")
@@ -408,20 +432,14 @@ class InfluenceQueryStrategy(BaseEstimator):
         >>> len(idx), strategy.query_cost_
         (2, 2.0)
         """
-        key = (id(classifier), id(X_pool), n_instances, budget, id(X_labeled), id(y_labeled))
-        pending = self.__dict__.pop("_pending_failure", None)
-        if pending is not None and pending[0] == key:
-            # modAL 0.4.2.x re-calls a strategy that raised: re-raise at once
-            # instead of repeating the expensive work.
-            raise pending[1]
+        _modal.reraise_on_retry(self)
         returns_scores = _modal.returns_scores(self.return_scores, classifier)
         try:
             scores, order = self._influence(
                 classifier, X_pool, X_labeled, y_labeled, n_instances, budget, select=True
             )
-        except Exception as exc:
-            if _modal.is_learner(classifier) and returns_scores:
-                self._pending_failure = (key, exc)
+        except BaseException as exc:  # Ctrl-C too: modAL's bare except would retry it
+            _modal.note_failure(exc, self)
             raise
         return _modal.format_result(order, scores[order], returns_scores)
 
@@ -483,8 +501,43 @@ class InfluenceQueryStrategy(BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate everything (cheap), then compute the scores (expensive).
 
-        Returns the scores and, with ``select``, the selection.
+        With ``distributed=True``, the ranks agree that they validated the same
+        inputs (or learn that one rank failed) before any collective. Returns
+        the scores and, with ``select``, the selection.
         """
+        group = current_group() if self.distributed else None
+        try:
+            query = self._prepare(classifier, X_pool, X_labeled, y_labeled)
+            if select:
+                query.n_instances = self._check_size(
+                    n_instances, budget, query.model.adapter.n_samples(query.X_pool)
+                )
+            prints = None if group is None else self._fingerprints(query, budget, select)
+        except Exception as exc:
+            if group is not None:  # the other ranks would wait for this one in a collective
+                group.check_same(None, failure=exc)
+            raise
+        if group is not None:
+            group.check_same(prints)
+        rng = check_random_state(self.random_state)
+        with evaluation_mode(query.model.module), torch.no_grad():
+            s_test, v, diagnostics, scores, summary = self._solve_and_score(query, rng, group)
+            self._store_summary(summary, len(scores))
+            order = None
+            if select:
+                order = self._select(
+                    query.model, query.X_pool, scores, query.n_instances, budget, rng, group
+                )
+        self._store(query.model.space, s_test, v, diagnostics)
+        self.scores_ = scores.cpu().numpy().astype(np.float64)
+        _warn_if_all_equal(self.scores_)
+        self.__dict__.pop("query_cost_", None)  # only a selection has a cost
+        if order is not None:
+            self.query_cost_ = float(self.annotation_costs_[order].sum())
+        return self.scores_, order
+
+    def _prepare(self, classifier: Any, X_pool: Any, X_labeled: Any, y_labeled: Any) -> _Query:
+        """Every check of this call, and the engine built for it; no expensive work."""
         self._validate_params()
         estimator, X_lab, y_lab = self._unwrap(classifier, X_labeled, y_labeled)
         adapter = resolve_adapter(estimator, self.adapter)
@@ -493,10 +546,30 @@ class InfluenceQueryStrategy(BaseEstimator):
         except NotFittedError as exc:
             raise NotFittedError(f"classifier is not fitted: {exc}") from exc
         solver = self._make_solver(adapter)
+        query = self._check_data(adapter, estimator, X_pool, X_lab, y_lab, solver)
+        query.model, query.engine = self._build_engine(adapter, estimator, solver)
+        with evaluation_mode(query.model.module), torch.no_grad():
+            probe = _probe(query.model, query.X_pool, "X_pool")
+            query.y_ref = adapter.check_targets(
+                estimator, query.y_ref, query.ref_name, probe, X=query.X_ref
+            )
+            if query.X_lab is not None:
+                query.y_lab = adapter.check_targets(
+                    estimator, query.y_lab, "y_labeled", probe, X=query.X_lab
+                )
+        return query
 
+    def _check_data(
+        self,
+        adapter: ModelAdapter,
+        estimator: Any,
+        X_pool: Any,
+        X_lab: Any,
+        y_lab: Any,
+        solver: InverseHVPSolver,
+    ) -> _Query:
+        """The pool, labelled and reference sets, checked alone and against each other."""
         X_pool = adapter.check_inputs(estimator, X_pool, "X_pool")
-        if select:
-            n_instances = self._check_size(n_instances, budget, adapter.n_samples(X_pool))
         if X_lab is not None:
             X_lab = adapter.check_inputs(estimator, X_lab, "X_labeled")
             adapter.check_compatible(X_pool, "X_pool", X_lab, "the labelled data")
@@ -528,12 +601,15 @@ class InfluenceQueryStrategy(BaseEstimator):
                 + ": use a modAL ActiveLearner (it keeps X_training), or pass "
                 "X_labeled/y_labeled to the strategy or to query()."
             )
+        return _Query(X_pool, X_lab, y_lab, X_ref, y_ref, ref_name)
 
-        module = adapter.get_module(estimator)
+    def _build_engine(
+        self, adapter: ModelAdapter, estimator: Any, solver: InverseHVPSolver
+    ) -> tuple[BoundModel, InfluenceEngine]:
+        """The model bound to its adapter on the chosen device, and the engine over it."""
         module_device = adapter.get_device(estimator)
-        device = module_device if self.device is None else torch.device(self.device)
-        if device != module_device:
-            module = copy.deepcopy(module).to(device)  # the user's module stays put
+        device = check_device(self.device, module_device)
+        module = module_on(adapter.get_module(estimator), device, module_device)
         spec = adapter.default_parameters if self.parameters is None else self.parameters
         space = ParameterSpace(select_parameters(module, spec))
         adapter.check_parameters(estimator, space.names)
@@ -550,29 +626,36 @@ class InfluenceQueryStrategy(BaseEstimator):
             progress=self.progress,
             autocast=self._autocast_dtype(device),
         )
-        rng = check_random_state(self.random_state)
-        with evaluation_mode(module), torch.no_grad():
-            probe = model.forward(None, model.inputs(X_pool, np.arange(1)))
-            y_ref = adapter.check_targets(estimator, y_ref, ref_name, probe, X=X_ref)
-            if X_lab is not None:
-                y_lab = adapter.check_targets(estimator, y_lab, "y_labeled", probe, X=X_lab)
-            group = current_group() if self.distributed else None
-            if group is None:
-                s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
-                scores, summary = engine.scores(s_test, X_pool, diagnostics)
-            else:
-                s_test, v, diagnostics, scores, summary = self._distributed_scores(
-                    group, engine, X_ref, y_ref, X_lab, y_lab, X_pool, rng
-                )
-            self._store_summary(summary, len(scores))
-            order = None
-            if select:
-                order = self._select(model, X_pool, scores, n_instances, budget, rng, group)
-        self._store(space, s_test, v, diagnostics)
-        self.scores_ = scores.cpu().numpy().astype(np.float64)
-        if order is not None:
-            self.query_cost_ = float(self.annotation_costs_[order].sum())
-        return self.scores_, order
+        return model, engine
+
+    def _fingerprints(self, query: _Query, budget: Any, select: bool) -> dict[str, Any]:
+        """What every rank of a distributed query must hold alike (``ProcessGroup.check_same``)."""
+        options = self.get_params(deep=False)
+        for per_rank in ("device", "progress"):  # may differ: cuda:0, cuda:1
+            options.pop(per_rank)
+        options.update(n_instances=query.n_instances, budget=budget, select=select)
+        own_reference = self.X_reference is not None  # else the labelled set
+        return fingerprints(
+            query.model.module,
+            options,
+            X_pool=query.X_pool,
+            X_labeled=query.X_lab,
+            y_labeled=query.y_lab,
+            X_reference=query.X_ref if own_reference else None,
+            y_reference=query.y_ref if own_reference else None,
+        )
+
+    def _solve_and_score(
+        self, query: _Query, rng: np.random.RandomState, group: ProcessGroup | None
+    ) -> tuple[Any, ...]:
+        """``s_test`` and the pool's scores, in this process or across the group."""
+        if group is not None:
+            return self._distributed_scores(group, query, rng)
+        s_test, v, diagnostics = query.engine.s_test(
+            query.X_ref, query.y_ref, query.X_lab, query.y_lab, rng, names=query.set_names
+        )
+        scores, summary = query.engine.scores(s_test, query.X_pool, diagnostics)
+        return s_test, v, diagnostics, scores, summary
 
     def _check_size(self, n_instances: Any, budget: Any, n_pool: int) -> int | None:
         """``n_instances`` (1 by default) or None when a valid ``budget`` replaces it."""
@@ -600,21 +683,17 @@ class InfluenceQueryStrategy(BaseEstimator):
 
     @staticmethod
     def _distributed_scores(
-        group: ProcessGroup,
-        engine: InfluenceEngine,
-        X_ref: Any,
-        y_ref: Any,
-        X_lab: Any,
-        y_lab: Any,
-        X_pool: Any,
-        rng: np.random.RandomState,
+        group: ProcessGroup, query: _Query, rng: np.random.RandomState
     ) -> tuple[
         torch.Tensor, torch.Tensor, InfluenceDiagnostics, torch.Tensor, dict[str, torch.Tensor]
     ]:
         """s_test on rank 0, broadcast; each rank scores its shard; scores gathered."""
+        engine, X_pool = query.engine, query.X_pool
 
         def solve() -> tuple[Any, ...]:
-            s_test, v, diagnostics = engine.s_test(X_ref, y_ref, X_lab, y_lab, rng)
+            s_test, v, diagnostics = engine.s_test(
+                query.X_ref, query.y_ref, query.X_lab, query.y_lab, rng, names=query.set_names
+            )
             return s_test, v, diagnostics, rng.get_state()
 
         s_test, v, diagnostics, rng_state = group.broadcast_from_root(solve, engine.model.device)
@@ -714,3 +793,33 @@ class InfluenceQueryStrategy(BaseEstimator):
         self.s_test_ = {k: t.clone() for k, t in space.split(s_test).items()}
         self.reference_gradient_ = {k: t.clone() for k, t in space.split(v).items()}
         self.diagnostics_ = diagnostics
+
+
+def _probe(model: BoundModel, X: Any, name: str) -> Any:
+    """The model's outputs on the first sample of ``X``; a failure names ``name``."""
+    try:
+        return model.forward(None, model.inputs(X, np.arange(1)))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, TypeError, ValueError) as exc:  # raised inside torch or the network
+        shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
+        described = f" (shape {tuple(shape)}, dtype {dtype})" if shape is not None else ""
+        raise ValueError(
+            f"the network cannot take the samples of {name}{described}: "
+            f"{type(exc).__name__}: {exc}. Give {name} samples of the shape and dtype the "
+            "network was trained on."
+        ) from exc
+
+
+def _warn_if_all_equal(scores: np.ndarray) -> None:
+    """Warn when the scores cannot rank the pool: every sample scored the same."""
+    if len(scores) > 1 and scores.max() == scores.min():
+        warnings.warn(
+            f"every X_pool sample has the same influence ({scores[0]:.3g}), so the ranking "
+            "is pool order and the selection says nothing. Usually the model's outputs are "
+            "saturated (softmax probabilities of exactly 0 and 1, e.g. for inputs far outside "
+            "the training range): standardise the inputs, or query with a baseline "
+            "(random sampling) until the model is trained on such data.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -47,9 +47,9 @@ def brute_k_center(pool, centers, n_instances, first=None):
     chosen: list[int] = []
     dists: list[float] = []
     current = [] if centers is None else list(np.asarray(centers, np.float64))
-    if not current:
+    if not current:  # a random start, scored by its distance to the farthest pool point
         chosen.append(int(first))
-        dists.append(np.inf)
+        dists.append(float(_pairwise(pool, pool[first][None]).max()))
         current.append(pool[first])
     while len(chosen) < n_instances:
         nearest = _pairwise(pool, np.stack(current)).min(axis=1)
@@ -127,7 +127,7 @@ def test_k_center_without_centres_seeds_first_point_with_random_state():
         a, dist_a = k_center_greedy(pool, None, 5, random_state=seed)
         b, _ = k_center_greedy(pool, None, 5, random_state=seed)
         np.testing.assert_array_equal(a, b)
-        assert np.isinf(dist_a[0]) and np.isfinite(dist_a[1:]).all()
+        assert np.isfinite(dist_a).all() and dist_a[0] == dist_a[1]
         firsts.append(int(a[0]))
     assert len(set(firsts)) > 3  # the seed, not the data, picks the first point
     # Empty centre set behaves as no centres.
@@ -395,7 +395,7 @@ def test_coreset_without_labelled_data_is_seeded(digits, fitted_net):
     a, dist = CoresetSampling(random_state=3, return_scores=True)(fitted_net, X_pool, 4)
     b, _ = CoresetSampling(random_state=3, return_scores=True)(fitted_net, X_pool, 4)
     np.testing.assert_array_equal(a, b)
-    assert np.isinf(dist[0])
+    assert np.isfinite(dist).all() and dist[0] == dist[1]
     features = penultimate_features(fitted_net, X_pool).numpy()
     np.testing.assert_array_equal(a, brute_k_center(features, None, 4, first=a[0])[0])
     firsts = {

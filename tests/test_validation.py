@@ -129,6 +129,6 @@ def test_non_finite_model_output_never_becomes_a_score(call, digits):
     X_pool = digits["X_pool"].copy()
     X_pool[7] = 3e38  # finite, but overflows the first layer to inf -> NaN logits
     with pytest.raises(
-        NonFiniteScoreError, match=r"not finite for 1 pool sample\(s\) \(first: \[7\]\)"
+        NonFiniteScoreError, match=r"not finite for 1 sample\(s\) of X_pool \(first rows: \[7\]\)"
     ):
         call(X_pool=X_pool)

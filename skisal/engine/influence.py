@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from ..exceptions import SolverDivergenceError
 from .curvature import DampedHessian
 from .model import BoundModel
 from .scoring import score_pool
@@ -47,7 +48,8 @@ class InfluenceDiagnostics:
     reference_gradient_norm : float
         ``||grad l(R)||``; near zero means the model already fits R.
     timings : dict of str to float
-        Seconds per phase: "reference_gradient", "s_test", "scoring".
+        Seconds per phase: "finite_check" (a forward pass over the reference
+        and labelled sets), "reference_gradient", "s_test", "scoring".
 
     Examples
     --------
@@ -66,7 +68,7 @@ class InfluenceDiagnostics:
     >>> d.solver.method, d.scoring_method, d.n_reference, d.n_labeled, d.n_pool, d.n_parameters
     ('pcg', 'forward', 10, 20, 10, 8)
     >>> sorted(d.timings)
-    ['reference_gradient', 's_test', 'scoring']
+    ['finite_check', 'reference_gradient', 's_test', 'scoring']
     """
 
     solver: SolverReport
@@ -189,6 +191,8 @@ class InfluenceEngine:
         y_labeled: Any,
         rng: np.random.RandomState,
         diagnostics: InfluenceDiagnostics | None = None,
+        *,
+        names: tuple[str, str] = ("X_reference", "X_labeled"),
     ) -> tuple[torch.Tensor, torch.Tensor, InfluenceDiagnostics]:
         """Solve ``s_test = (H + damping I)^-1 grad l(R)``, once per query.
 
@@ -203,6 +207,9 @@ class InfluenceEngine:
             Randomness of stochastic solvers.
         diagnostics : InfluenceDiagnostics, optional
             Not used: a new report is returned.
+        names : tuple of str, default=("X_reference", "X_labeled")
+            What the caller calls the reference and the labelled set, for
+            error messages.
 
         Returns
         -------
@@ -216,8 +223,12 @@ class InfluenceEngine:
         Raises
         ------
         skisal.SolverDivergenceError
-            If the solver diverges or the damped Hessian is not positive
-            definite (see the solvers).
+            If the solver diverges, the damped Hessian is not positive
+            definite (see the solvers), or an unconverged solve ends at a
+            relative residual of 1 or more (no better than ``s_test = 0``).
+        skisal.NonFiniteScoreError
+            If the model's outputs or losses are not finite on some reference
+            samples, or on labelled samples the solver uses.
 
         Warns
         -----
@@ -251,6 +262,10 @@ class InfluenceEngine:
         adapter = self.model.adapter
         timings: dict[str, float] = {}
         timer = _Timer(self.model.device, timings)
+        with timer("finite_check"):  # one no-grad pass each; names the rows at fault
+            self.model.check_finite(X_reference, y_reference, self.batch_size, names[0])
+            if self.solver.needs_hessian:
+                self.model.check_finite(X_labeled, y_labeled, self.batch_size, names[1])
         with timer("reference_gradient"):
             v = self.model.loss_gradient(X_reference, y_reference, self.batch_size)
         hessian = None
@@ -270,6 +285,20 @@ class InfluenceEngine:
                 )
         with timer("s_test"):
             s_test, report = self.solver.solve(hessian, v, rng, progress=self.progress)
+        residual = report.relative_residual
+        if not report.converged and residual is not None and not residual < 1:
+            # Whatever the solver (Lanczos, a caller's own): no better than s_test = 0.
+            raise SolverDivergenceError(
+                f"inverse_hvp={report.method!r} stopped at relative residual {residual:.3g}, "
+                "no better than s_test = 0 (relative residual 1): its s_test is meaningless. "
+                + (
+                    f"H + damping I (curvature={self.curvature!r}) is singular or too "
+                    "ill-conditioned at damping=0: use damping > 0 (the default is 0.01)."
+                    if self.damping <= 0
+                    else f"H + damping I (curvature={self.curvature!r}) is too ill-conditioned "
+                    f"at damping={self.damping:g}: raise damping."
+                )
+            )
         if not report.converged:
             warnings.warn(
                 f"inverse_hvp={report.method!r} stopped above its tolerance: "

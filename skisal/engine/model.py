@@ -8,6 +8,7 @@ module's mode to :func:`evaluation_mode`, which restores it exactly.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,12 +21,86 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call
 
+from ..exceptions import NonFiniteScoreError
+from ._trees import tree_leaves
 from .parameters import ParameterSpace
 
 if TYPE_CHECKING:  # the adapters use the engine's tree helpers
     from ..adapters.base import ModelAdapter
 
-__all__ = ["BoundModel", "batches", "evaluation_mode"]
+__all__ = ["BoundModel", "batches", "evaluation_mode", "module_on", "non_finite_outputs"]
+
+
+def non_finite_outputs(outputs: Any, n: int, losses: torch.Tensor | None = None) -> torch.Tensor:
+    """Which of a batch's ``n`` samples have a NaN or infinite output or loss.
+
+    Every floating-point output tensor whose first dimension is the batch is
+    read row by row (other tensors cannot be attributed to a sample). The
+    result stays on the outputs' device: no host round trip per batch.
+
+    Parameters
+    ----------
+    outputs : object
+        The adapter's forward outputs for the batch (a tensor or a structure).
+    n : int
+        Samples in the batch.
+    losses : torch.Tensor of shape (n,), optional
+        Per-sample losses, also checked.
+
+    Returns
+    -------
+    torch.Tensor of bool, shape (n,)
+        True for a sample with a non-finite output or loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skisal.engine.model import non_finite_outputs
+    >>> logits = torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [2.0, 3.0]])
+    >>> non_finite_outputs({"logits": logits, "scale": torch.tensor(1.0)}, 3)
+    tensor([False,  True, False])
+    """
+    bad = None if losses is None else ~torch.isfinite(losses.detach().reshape(n))
+    for leaf in tree_leaves(outputs):
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.ndim >= 1:
+            if leaf.shape[0] == n:
+                rows = ~torch.isfinite(leaf.detach().reshape(n, -1)).all(dim=1)
+                bad = rows if bad is None else bad | rows.to(bad.device)
+    return torch.zeros(n, dtype=torch.bool) if bad is None else bad
+
+
+def module_on(module: nn.Module, device: torch.device, where: torch.device) -> nn.Module:
+    """``module`` itself when it is on ``device``, else a copy moved there.
+
+    The user's module never moves: a computation on another device works on
+    a deep copy.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The user's network.
+    device : torch.device
+        Where to compute.
+    where : torch.device
+        Where ``module`` is (the adapter's ``get_device``).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``, or a copy on ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skisal.engine.model import module_on
+    >>> net = torch.nn.Linear(2, 2)
+    >>> module_on(net, torch.device("cpu"), torch.device("cpu")) is net
+    True
+    >>> copy = module_on(net, torch.device("meta"), torch.device("cpu"))
+    >>> copy is net, copy.weight.device.type, net.weight.device.type
+    (False, 'meta', 'cpu')
+    """
+    return module if device == where else copy.deepcopy(module).to(device)
 
 
 @contextmanager
@@ -387,6 +462,61 @@ class BoundModel:
         return self.adapter.per_sample_loss(
             self.estimator, outputs, self.targets(y, indices)
         ).mean()
+
+    def check_finite(self, X: Any, y: Any, batch_size: int, name: str) -> None:
+        """Raise if the model's outputs or losses are not finite on some samples of ``X``.
+
+        A forward pass without gradients over ``X``: the engine runs it on the
+        reference and labelled sets, whose non-finite outputs would otherwise
+        poison ``s_test`` (and every pool score with it) or, where they do not
+        reach the gradients, pass unnoticed.
+
+        Parameters
+        ----------
+        X, y : object
+            Samples and their targets, as the adapter's checks returned them.
+        batch_size : int
+            Samples per forward pass.
+        name : str
+            The argument ``X`` came from, for the message.
+
+        Raises
+        ------
+        skisal.NonFiniteScoreError
+            Naming the first rows of ``X`` at fault.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from skorch import NeuralNetClassifier
+        >>> from skisal import SkorchClassifierAdapter
+        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
+        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
+        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_,
+        ...     ParameterSpace(select_parameters(net.module_)), torch.device("cpu"))
+        >>> X = np.ones((4, 3), dtype=np.float32)
+        >>> X[2, 0] = np.nan  # (the strategy refuses NaN inputs before this check)
+        >>> model.check_finite(X, np.zeros(4, dtype=np.int64), 2, "X_reference")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        skisal.exceptions.NonFiniteScoreError: the model's outputs or loss are NaN or ...
+        """
+        n = self.adapter.n_samples(X)
+        flags = []
+        with torch.no_grad():
+            for idx in batches(n, batch_size):
+                outputs = self.forward(None, self.inputs(X, idx))
+                losses = self.adapter.per_sample_loss(self.estimator, outputs, self.targets(y, idx))
+                flags.append(non_finite_outputs(outputs, len(idx), losses))
+        bad = torch.nonzero(torch.cat(flags)).flatten().cpu().numpy()  # one sync per set
+        if len(bad):
+            raise NonFiniteScoreError(
+                f"the model's outputs or loss are NaN or infinite on {len(bad)} sample(s) of "
+                f"{name} (first rows: {bad[:10].tolist()}), so s_test and every score would "
+                f"be too: check those rows (scaling, extreme values) or drop them from {name}."
+            )
 
     def loss_gradient(self, X: Any, y: Any, batch_size: int) -> torch.Tensor:
         """Gradient of the mean loss over all of ``X``, as a flat vector.

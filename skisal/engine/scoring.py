@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..exceptions import NonFiniteScoreError
 from ._layer_jvp import SkipAbsentTangents
 from ._trees import tree_map
-from .model import BoundModel, batches, dual_level
+from .model import BoundModel, batches, dual_level, non_finite_outputs
 
 __all__ = ["score_pool"]
 
@@ -66,7 +66,11 @@ def _forward_mode_batch(
         outputs = model.forward(None, inputs)
     primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
     tangent = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
-    return -_output_gradient_dot(model, primal, tangent), _summary(model, primal)
+    scores = -_output_gradient_dot(model, primal, tangent)
+    # A NaN output can still give a finite contraction (a zero tangent, a masked
+    # class): such a sample has no meaningful score, so it is marked NaN.
+    bad = non_finite_outputs(primal, len(idx)).to(scores.device)
+    return scores.masked_fill(bad, float("nan")), _summary(model, primal)
 
 
 def _reverse_mode_batch(
@@ -80,7 +84,11 @@ def _reverse_mode_batch(
             outputs = model.forward(leaves, model.inputs(X, np.array([i])))
             loss = model.adapter.pseudo_label_loss(model.estimator, outputs).sum()
             grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-            scores.append(-torch.dot(space.flatten(grads).to(s_test.dtype), s_test))
+            score = -torch.dot(space.flatten(grads).to(s_test.dtype), s_test)
+            # NaN outputs can give a zero gradient (the pseudo-label's argmax
+            # ignores NaN): mark the sample NaN, as forward mode does.
+            bad = non_finite_outputs(outputs, 1, loss.reshape(1)).to(score.device)
+            scores.append(score.masked_fill(bad[0], float("nan")))
             summaries.append(_summary(model, outputs))
     return torch.stack(scores), _concat(summaries)
 
@@ -238,8 +246,9 @@ def _score_pool(
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten()[:10].cpu().tolist()
         raise NonFiniteScoreError(
-            f"influence is not finite for {int((~finite).sum())} pool sample(s) (first: {bad}); "
-            "the model's outputs or loss overflow there."
+            f"influence is not finite for {int((~finite).sum())} sample(s) of X_pool (first "
+            f"rows: {bad}): the model's outputs there are NaN or infinite, or its loss overflows; "
+            "check those rows (scaling, extreme values) or drop them from the pool."
         )
     used = "reverse" if (method == "reverse" or reason is not None) else "forward"
     return scores, used, reason, _concat(summaries)
