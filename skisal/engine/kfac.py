@@ -517,7 +517,9 @@ class KroneckerCurvature:
         """
         if not damping > 0:
             raise ValueError(
-                f"K-FAC's inverse needs damping > 0 (singular factors), got {damping!r}."
+                f"damping={damping!r}: K-FAC's inverse (inverse_hvp='kfac', 'ekfac', and 'pcg', "
+                "the default, which preconditions with it) needs damping > 0, its factors "
+                "being singular; use damping > 0 (the default is 0.01), or inverse_hvp='cg'."
             )
         space = self.model_.space
         parts = space.split(v)

@@ -27,7 +27,13 @@ from tqdm.auto import tqdm
 
 from ..exceptions import SolverDivergenceError
 from .curvature import DampedHessian
-from .solvers import InverseHVPSolver, SolverReport, _floor
+from .solvers import (
+    InverseHVPSolver,
+    SolverReport,
+    _conditioning_remedy,
+    _damping_remedy,
+    _floor,
+)
 
 __all__ = ["LanczosSolver"]
 
@@ -252,9 +258,7 @@ class LanczosSolver(InverseHVPSolver):
             raise SolverDivergenceError(
                 f"inverse_hvp='lanczos' found a non-positive Ritz value of the damped Hessian "
                 f"({report.min_eigenvalue:.3g} after {steps} steps): H + damping I is not "
-                "positive definite. Use curvature='gauss_newton' (positive semi-definite) or "
-                f"increase damping above {-float(theta[0]):.3g}: the model is not at a convex "
-                "minimum."
+                "positive definite. " + _damping_remedy(hessian, report.min_eigenvalue, exact=False)
             )
         # With the Ritz vectors Q = V U (never formed: Q Q^T = V^T V as U is orthogonal).
         coordinates = V @ b
@@ -269,10 +273,15 @@ class LanczosSolver(InverseHVPSolver):
                 "exact up to round-off."
             )
         if not report.converged:
+            remedy = _conditioning_remedy(hessian, "raise lanczos_rank or damping")
+            if report.relative_residual >= 1:  # no better than s_test = 0: meaningless
+                raise SolverDivergenceError(
+                    f"inverse_hvp='lanczos' with rank {self.rank} ended at relative residual "
+                    f"{report.relative_residual:.3g}, no better than s_test = 0. {remedy}"
+                )
             report.notes.append(
                 f"Lanczos with rank {self.rank} stopped at relative residual "
-                f"{report.relative_residual:.2e} (tol_residual {self.tol_residual:g}); raise "
-                "lanczos_rank or damping."
+                f"{report.relative_residual:.2e} (tol_residual {self.tol_residual:g}): {remedy}"
             )
         report.hessian_vector_products = hessian.hvp_count
         return x.to(v.dtype), report

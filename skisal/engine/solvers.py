@@ -51,15 +51,18 @@ class SolverReport:
         Whether the stopping criterion was met within the budget.
     relative_residual : float or None
         ``||(H + damping I) x - v|| / ||v||``, measured once after solving
-        (CG, exact; LiSSA when ``check_residual`` is on).
+        (CG, PCG, Lanczos, exact; K-FAC when ``check_residual`` is on). An
+        iterative solve ending at 1 or more (no better than ``s_test = 0``)
+        raises :class:`~skisal.exceptions.SolverDivergenceError` instead.
     scale : float or None
         LiSSA scale used.
     top_eigenvalue : float or None
         Power-iteration estimate of the damped Hessian's top eigenvalue
         (LiSSA with ``scale="auto"``), or the exact one (``"exact"``).
     min_eigenvalue : float or None
-        Smallest eigenvalue of the damped Hessian (``"exact"`` only); a
-        negative value means a non-convex point that damping did not fix.
+        Smallest eigenvalue of the damped Hessian (``"exact"``, and Lanczos's
+        estimate); damping must exceed ``damping - min_eigenvalue`` to make
+        the system positive definite.
     norm_trace : list of list of float
         LiSSA: ``||h_j|| / scale`` along the recursion, per repeat. CG: the
         relative residual per iteration.
@@ -382,7 +385,8 @@ class ExactSolver(InverseHVPSolver):
         ValueError
             If the parameter count exceeds ``max_parameters``.
         skisal.SolverDivergenceError
-            If the damped Hessian is not positive definite.
+            If the damped Hessian is not positive definite, or its smallest
+            eigenvalue is within the parameters' round-off of the largest.
 
         Examples
         --------
@@ -424,11 +428,20 @@ class ExactSolver(InverseHVPSolver):
             top_eigenvalue=float(eigenvalues[-1]),
             min_eigenvalue=float(eigenvalues[0]),
         )
-        if float(eigenvalues[0]) <= 0:
+        smallest, largest = float(eigenvalues[0]), float(eigenvalues[-1])
+        # The entries come from products in the parameters' dtype: eigenvalues within its
+        # round-off of the largest one are noise, and so is a solve along them.
+        floor = 4 * torch.finfo(v.dtype).eps * max(largest, 0.0)
+        if smallest <= floor:
+            state = (
+                "is not positive definite"
+                if smallest <= 0
+                else f"is singular to {str(v.dtype).replace('torch.', '')} precision"
+            )
             raise SolverDivergenceError(
-                "inverse_hvp='exact': the damped Hessian is not positive definite (smallest "
-                f"eigenvalue {float(eigenvalues[0]):.3g}); use curvature='gauss_newton' or "
-                f"increase damping above {-float(eigenvalues[0]):.3g}."
+                f"inverse_hvp='exact': H + damping I {state} (its smallest eigenvalue is "
+                f"{smallest:.3g}, its largest {largest:.3g}, at damping={hessian.damping:g}). "
+                + _damping_remedy(hessian, smallest - floor, exact=True)
             )
         x = torch.linalg.solve(matrix, v.to(torch.float64))
         report.relative_residual = float(
@@ -444,9 +457,14 @@ class ConjugateGradientSolver(InverseHVPSolver):
     Vectors are kept in float64; Hessian-vector products run in the model's
     dtype, which sets the attainable residual (about 1e-5 in float32).
 
-    When the budget runs out before ``tol`` is met, the result is returned
-    with ``report.converged`` False and a note. Negative curvature (an
-    indefinite damped Hessian) raises instead.
+    Once the updated residual meets ``tol``, the true residual is
+    recomputed from the solution (float32 products let the two drift apart
+    on an ill-conditioned system), and CG restarts from it while that still
+    gains. A solve that stops above ``tol`` (budget spent, or drift) is
+    returned with ``report.converged`` False and a note naming the cause and
+    its remedy; one whose relative residual is 1 or more (no better than
+    ``s_test = 0``) raises, and so does negative curvature (an indefinite
+    damped Hessian).
 
     With a ``preconditioner`` (an approximation ``M`` of the damped curvature
     whose inverse is cheap, such as :class:`~skisal.engine.kfac.KroneckerCurvature`),
@@ -518,8 +536,9 @@ class ConjugateGradientSolver(InverseHVPSolver):
         Raises
         ------
         skisal.SolverDivergenceError
-            If a Hessian-vector product is not finite, or the damped Hessian
-            has non-positive curvature along a search direction.
+            If a Hessian-vector product is not finite, the damped Hessian
+            has non-positive curvature along a search direction, or the
+            final relative residual is 1 or more.
 
         Examples
         --------
@@ -548,13 +567,22 @@ class ConjugateGradientSolver(InverseHVPSolver):
         report = SolverReport(method=method, damping=hessian.damping)
         precondition = self._fit_preconditioner(hessian, rng, report)
         b = v.to(torch.float64)
+        if not bool(b.any()):  # v = 0: s_test = 0 exactly (a zero direction has no curvature)
+            report.iterations, report.relative_residual = [0], 0.0
+            report.hessian_vector_products = hessian.hvp_count
+            return torch.zeros_like(v), report
         b_norm = b.norm().clamp_min(1e-300)
+        accept = max(self.tol, 10 * _floor(v.dtype))
         x = torch.zeros_like(b)
         r = b.clone()
         z = precondition(r)
         p = z.clone()
         rz = torch.dot(r, z)
         trace = []
+        residual = None  # the true relative residual of the current x, once measured
+        last_restart = math.inf  # the true residual CG last restarted from
+        restarts = 0
+        stop = "budget"
         bar = tqdm(
             total=self.max_iter, desc=f"s_test ({method})", disable=not progress, leave=False
         )
@@ -562,16 +590,20 @@ class ConjugateGradientSolver(InverseHVPSolver):
             hp = hessian.matvec(p.to(v.dtype)).to(torch.float64)
             curvature = torch.dot(p, hp)
             if not torch.isfinite(curvature):
+                bar.close()
                 raise SolverDivergenceError(
                     f"inverse_hvp={method!r}: a Hessian-vector product is not finite; the "
                     "network's loss is not twice differentiable at this point or overflows."
                 )
             if curvature <= 0:
+                bar.close()
+                quotient = float(curvature / torch.dot(p, p).clamp_min(1e-300))
                 raise SolverDivergenceError(
-                    f"inverse_hvp={method!r} met negative curvature (p^T (H + damping I) p = "
-                    f"{float(curvature):.3g}): the damped Hessian is not positive definite. "
-                    "Use curvature='gauss_newton' (positive semi-definite) or increase damping: "
-                    "the model is not at a convex minimum."
+                    f"inverse_hvp={method!r} met {'negative' if quotient < 0 else 'zero'} "
+                    f"curvature after {len(trace)} "
+                    f"iterations (Rayleigh quotient p^T (H + damping I) p / p^T p = "
+                    f"{quotient:.3g} along a search direction): H + damping I is not positive "
+                    "definite. " + _damping_remedy(hessian, quotient, exact=False)
                 )
             alpha = rz / curvature
             x = x + alpha * p
@@ -580,7 +612,25 @@ class ConjugateGradientSolver(InverseHVPSolver):
             trace.append(rel)
             bar.update(1)
             if rel <= self.tol:
-                break
+                # The recurrence says converged; products in float32 let it drift from the
+                # true residual, so measure that (the product the report needs anyway).
+                true_r = b - hessian.matvec(x).to(torch.float64)
+                residual = float(true_r.norm() / b_norm)
+                if residual <= accept:
+                    stop = "tol"
+                    break
+                # Restart from the true residual while restarts still gain a factor 2.
+                if residual > 0.5 * last_restart:
+                    stop = "drift"
+                    break
+                last_restart = residual
+                restarts += 1
+                r = true_r
+                z = precondition(r)
+                p = z.clone()
+                rz = torch.dot(r, z)
+                continue
+            residual = None  # x moved on
             z = precondition(r)
             rz_new = torch.dot(r, z)
             p = z + (rz_new / rz) * p
@@ -588,14 +638,51 @@ class ConjugateGradientSolver(InverseHVPSolver):
         bar.close()
         report.iterations = [len(trace)]
         report.norm_trace = [trace]
-        report.relative_residual = self._residual(hessian, x, b)
-        report.converged = report.relative_residual <= max(self.tol, 10 * _floor(v.dtype))
-        if not report.converged:
-            report.notes.append(
-                f"{method.upper()} stopped after {len(trace)} iterations at relative residual "
-                f"{report.relative_residual:.2e} (tol {self.tol:g}); raise cg_max_iter or damping."
-            )
+        if residual is None:  # the budget ran out: measure the true residual once
+            residual = self._residual(hessian, x, b)
+        report.relative_residual = residual
+        report.converged = residual <= accept
         report.hessian_vector_products = hessian.hvp_count
+        if restarts:
+            report.notes.append(
+                f"{method.upper()} restarted {restarts} time(s) from the recomputed residual "
+                "(its recurrence had drifted from it)."
+            )
+        if residual >= 1:
+            raise SolverDivergenceError(
+                f"inverse_hvp={method!r} ended at relative residual {residual:.3g} after "
+                f"{len(trace)} iterations, no better than s_test = 0 (relative residual 1): "
+                "the solve is meaningless. " + _conditioning_remedy(hessian, "raise damping")
+            )
+        if not report.converged:
+            if stop == "drift":
+                cause = (
+                    f"its recurrence met cg_tol={self.tol:g} after {len(trace)} iterations, but "
+                    f"the residual recomputed from the solution is {residual:.2e}: the "
+                    f"Hessian-vector products ({str(v.dtype).replace('torch.', '')}) are too "
+                    "inexact for how ill-conditioned H + damping I is (saturated outputs make "
+                    "the curvature nearly singular), and more iterations do not help. "
+                    + _conditioning_remedy(
+                        hessian,
+                        f"raise damping, or accept this residual with cg_tol >= {residual:.1e}",
+                    )
+                )
+            elif hessian.damping <= 0:
+                cause = (
+                    f"it used all cg_max_iter={self.max_iter} iterations and stopped at "
+                    f"relative residual {residual:.2e} (tol {self.tol:g}). At damping=0, "
+                    f"H + damping I (curvature={getattr(hessian, 'curvature', 'unknown')!r}) "
+                    "is singular or nearly so, which more iterations do not cure: use "
+                    "damping > 0 (the default is 0.01)."
+                )
+            else:
+                cause = (
+                    f"it used all cg_max_iter={self.max_iter} iterations and stopped at "
+                    f"relative residual {residual:.2e} (tol {self.tol:g}); raise cg_max_iter, "
+                    "or raise damping (a better conditioned system converges in fewer "
+                    "iterations)."
+                )
+            report.notes.append(f"{method.upper()} did not converge: {cause}")
         return x.to(v.dtype), report
 
     def _fit_preconditioner(
@@ -607,6 +694,51 @@ class ConjugateGradientSolver(InverseHVPSolver):
         fitted = self.preconditioner.fit(hessian, rng)
         report.notes.extend(getattr(fitted, "notes_", []))
         return lambda r: fitted.solve(r, hessian.damping)
+
+
+def _damping_remedy(hessian: DampedHessian, smallest: float, exact: bool) -> str:
+    """What makes ``H + damping I`` positive definite, given its smallest eigenvalue.
+
+    ``smallest`` is an eigenvalue of the *damped* matrix (``exact``) or a
+    Rayleigh quotient of it, which bounds the smallest eigenvalue from above:
+    damping must then exceed ``damping - smallest`` (exactly, or at least).
+    Gauss-Newton and Fisher are positive semi-definite, so a non-positive
+    value there is a singular matrix plus round-off, not a non-convex point.
+    """
+    damping = hessian.damping
+    needed = f"{'' if exact else 'at least '}{damping - smallest:.4g}"
+    curvature = getattr(hessian, "curvature", None)  # None: an operator of the caller's
+    if curvature is None:
+        return f"Increase damping above {needed} (damping={damping:g} now)."
+    if curvature == "hessian":
+        return (
+            f"The model is not at a minimum of the loss, where curvature='hessian' is "
+            f"indefinite: increase damping above {needed} (damping={damping:g} now), or use "
+            "curvature='gauss_newton' (positive semi-definite)."
+        )
+    if damping <= 0:
+        return (
+            f"curvature={curvature!r} is positive semi-definite but singular here "
+            "(zero up to round-off), and damping=0 leaves it singular: use damping > 0 "
+            "(the default is 0.01)."
+        )
+    return (
+        f"curvature={curvature!r} is positive semi-definite, so this is round-off of "
+        f"a nearly singular matrix that damping={damping:g} does not cover: increase damping "
+        f"above {needed} (the default is 0.01; a damping that small leaves the system "
+        "ill-conditioned)."
+    )
+
+
+def _conditioning_remedy(hessian: DampedHessian, remedy: str) -> str:
+    """Why a positive (semi-)definite solve fails: ``H + damping I`` is (nearly) singular."""
+    if hessian.damping <= 0:
+        return (
+            "H + damping I is singular or too ill-conditioned at damping=0 (curvature="
+            f"{getattr(hessian, 'curvature', 'unknown')!r}): use damping > 0 (the default is "
+            "0.01)."
+        )
+    return f"H + damping I is too ill-conditioned at damping={hessian.damping:g}: {remedy}."
 
 
 def _floor(dtype: torch.dtype) -> float:
@@ -624,8 +756,17 @@ class LissaSolver(InverseHVPSolver):
     averaged over ``repeats`` independent runs.
 
     Divergence never passes silently: every step checks that ``h_j`` is finite
-    and within ``10 * ||v|| * min(j + 1, scale / damping)``, a bound every
-    convergent run satisfies. With ``scale="auto"`` the scale is
+    and within ``10 * ||v|| * (j + 1)`` (``min(j + 1, scale / damping)`` for
+    the positive semi-definite Gauss-Newton and Fisher), a bound every
+    convergent run satisfies. When the minibatch is the whole labelled set
+    the recursion is deterministic, and the Rayleigh quotient of its
+    residual comes free each step: negative in 3 consecutive steps proves
+    ``H + damping I`` indefinite, which raises at once (no scale fixes it).
+    With minibatches, an estimate from an indefinite curvature
+    (``curvature="hessian"``) or from a run whose scale had to be doubled is
+    checked with one product over the whole set (``report.relative_residual``):
+    non-positive curvature along it, or a relative residual of 1 or more,
+    raises. With ``scale="auto"`` the scale is
     ``1.5 x`` a power-iteration estimate of the top eigenvalue (over a probe
     of two minibatches, at least 64 samples, to 1% relative change: a few
     hundred single-sample products, ``report.power_iteration_products``) and
@@ -678,6 +819,10 @@ class LissaSolver(InverseHVPSolver):
 
     name = "lissa"
     _growth_slack = 10.0
+    #: Full batch: a step's curvature counts as negative beyond this many eps * ||h|| ...
+    _noise_factor = 16.0
+    #: ... in this many consecutive steps (round-off flips single signs near convergence).
+    _negative_steps = 3
     _auto_safety = 1.5
     _auto_retries = 3
     #: The power iteration's probe: this many minibatches, at least ``_auto_probe_min`` samples.
@@ -725,7 +870,9 @@ class LissaSolver(InverseHVPSolver):
         ------
         skisal.SolverDivergenceError
             If a run diverges at a fixed ``scale``, or still diverges after
-            the automatic scale was doubled three times.
+            the automatic scale was doubled three times; or ``H + damping I``
+            is shown not positive definite; or the checked estimate's relative
+            residual is 1 or more.
 
         Examples
         --------
@@ -775,20 +922,74 @@ class LissaSolver(InverseHVPSolver):
             try:
                 estimate = self._run(hessian, v, rng, scale, report, progress)
                 break
-            except SolverDivergenceError:
+            except _Outgrown as exc:
                 if self.scale != "auto" or attempt == self._auto_retries:
-                    raise
+                    raise SolverDivergenceError(
+                        self._divergence_message(exc, hessian, scale, attempt)
+                    ) from None
                 report.notes.append(f"diverged at scale {scale:.4g}; retried at {2 * scale:.4g}")
                 report.iterations.clear()
                 report.norm_trace.clear()
                 scale *= 2
         report.scale = scale
+        psd = getattr(hessian, "curvature", None) in ("gauss_newton", "fisher")
+        if hessian.batch_size < hessian.n and (attempt or not psd):
+            # Minibatches hide an indefinite H + damping I (and a run the doubled scale
+            # merely slowed down): one product over the whole set checks the estimate.
+            self._check_estimate(hessian, v, estimate, report, attempt)
         report.hessian_vector_products = hessian.hvp_count
         return estimate, report
 
+    @staticmethod
+    def _check_estimate(hessian, v, estimate, report, doubled):
+        """Raise unless ``estimate`` has positive curvature and beats ``s_test = 0``."""
+        product = hessian.matvec(estimate)
+        curvature, residual, size = torch.stack(
+            [
+                torch.dot(estimate, product) / torch.dot(estimate, estimate).clamp_min(1e-300),
+                (product - v).norm() / v.norm().clamp_min(1e-300),
+                estimate.norm(),
+            ]
+        ).tolist()
+        report.relative_residual = residual
+        if size == 0:  # v = 0: s_test = 0 is exact
+            return
+        doubling = (
+            f" (lissa_scale='auto' doubled its scale {doubled} times, which no scale fixes)"
+            if doubled
+            else ""
+        )
+        if curvature <= 0:
+            raise SolverDivergenceError(
+                "inverse_hvp='lissa': H + damping I is not positive definite: the estimate s "
+                f"has s^T (H + damping I) s / s^T s = {curvature:.3g} over the whole labelled "
+                f"set{doubling}, so it is meaningless. "
+                + _damping_remedy(hessian, curvature, exact=False)
+            )
+        if residual >= 1:
+            raise SolverDivergenceError(
+                f"inverse_hvp='lissa' ended at relative residual {residual:.3g} over the whole "
+                f"labelled set{doubling}, no better than s_test = 0 (relative residual 1): the "
+                "estimate is meaningless. Either H + damping I is (nearly) indefinite or "
+                f"ill-conditioned at damping={hessian.damping:g} (raise damping; "
+                "inverse_hvp='cg' raises on an indefinite system), or the minibatch noise "
+                f"swamps it (raise hessian_batch_size={hessian.batch_size} towards "
+                f"{hessian.n}, or lissa_repeats)."
+            )
+
     def _run(self, hessian, v, rng, scale, report, progress):
         v_norm = float(v.norm())
-        ceiling = scale / hessian.damping if hessian.damping > 0 else math.inf
+        curvature = getattr(hessian, "curvature", None)
+        # ||h_j|| <= ||v|| * scale / damping holds only where every H_j is positive
+        # semi-definite (Gauss-Newton, Fisher); an indefinite H has smaller eigenvalues.
+        psd = curvature in ("gauss_newton", "fisher")
+        ceiling = scale / hessian.damping if psd and hessian.damping > 0 else math.inf
+        # With the whole labelled set in every step the recursion is deterministic: the
+        # step h_{j+1} - h_j = v - H_d h_j / scale is the residual of h_j / scale, and two
+        # consecutive steps differ by H_d times the first over scale, so its Rayleigh
+        # quotient comes free (one dot product): a negative one proves H_d indefinite.
+        full = hessian.batch_size >= hessian.n
+        noise = self._noise_factor * float(torch.finfo(v.dtype).eps)
         total = torch.zeros_like(v)
         record_every = max(1, self.depth // 200)
         bar = tqdm(
@@ -798,40 +999,72 @@ class LissaSolver(InverseHVPSolver):
             leave=False,
         )
         converged = True
-        for _ in range(self.repeats):
-            h = v.clone()
-            trace = [v_norm / scale]
-            steps = 0
-            done = False
-            for steps in range(1, self.depth + 1):
-                h_new = v + h - hessian.matvec(h, hessian.sample(rng)) / scale
-                norm = float(h_new.norm())  # one sync per step, not per sample
-                change = float((h_new - h).norm())
-                h = h_new
-                bar.update(1)
-                if steps % record_every == 0:
-                    trace.append(norm / scale)
-                bound = self._growth_slack * v_norm * min(steps + 1, ceiling)
-                if not math.isfinite(norm) or norm > bound:
-                    bar.close()
-                    raise SolverDivergenceError(
-                        f"inverse_hvp='lissa' diverged at step {steps} (||h|| = {norm:.3g}, "
-                        f"bound {bound:.3g}) with scale={scale:.4g}, damping={hessian.damping:g}. "
-                        "scale must exceed the top eigenvalue of the damped Hessian: use "
-                        "lissa_scale='auto' or a larger scale, increase damping, use "
-                        "curvature='gauss_newton', or inverse_hvp='cg'."
-                    )
-                if change <= self.tol * norm:
-                    done = True
-                    break
-            converged &= done
-            trace.append(float(h.norm()) / scale)
-            report.iterations.append(steps)
-            report.norm_trace.append(trace)
-            total += h / scale
-        bar.close()
+        last_change = 0.0
+        try:
+            for _ in range(self.repeats):
+                h = v.clone()
+                trace = [v_norm / scale]
+                steps = 0
+                done = False
+                previous, previous_norm, negative, quotient = None, 0.0, 0, None
+                for steps in range(1, self.depth + 1):
+                    h_new = v + h - hessian.matvec(h, hessian.sample(rng)) / scale
+                    step = h_new - h
+                    stats = [h_new.norm(), step.norm()]
+                    if full and previous is not None:
+                        stats.append(torch.dot(previous, previous - step))
+                    values = torch.stack(stats).tolist()  # one sync per step, not per sample
+                    norm, change = values[0], values[1]
+                    h = h_new
+                    bar.update(1)
+                    if steps % record_every == 0:
+                        trace.append(norm / scale)
+                    if len(values) == 3 and previous_norm > 0:
+                        quotient = scale * values[2] / previous_norm**2
+                        # A step carries round-off of about eps * ||h||: count only beyond it.
+                        if values[2] < -noise * norm * previous_norm:
+                            negative += 1
+                        else:
+                            negative = 0
+                    bound = self._growth_slack * v_norm * min(steps + 1, ceiling)
+                    if not math.isfinite(norm) or norm > bound:
+                        if negative:
+                            raise self._indefinite(hessian, steps, quotient)
+                        raise _Outgrown(steps, norm, bound, full, quotient)
+                    if negative >= self._negative_steps:
+                        raise self._indefinite(hessian, steps, quotient)
+                    previous, previous_norm = step, change
+                    if change <= self.tol * norm:
+                        done = True
+                        break
+                converged &= done
+                last_change = change / max(norm, 1e-300)
+                trace.append(float(h.norm()) / scale)
+                report.iterations.append(steps)
+                report.norm_trace.append(trace)
+                total += h / scale
+        finally:
+            bar.close()
         report.converged = converged
-        if not converged:
+        if not converged and full and last_change <= noise:
+            report.notes.append(
+                f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g}: "
+                f"its steps stalled at {last_change:.1e} of ||h||, the round-off of "
+                f"{str(v.dtype).replace('torch.', '')} products, below which no step resolves; "
+                f"set lissa_tol above {last_change:.1e}."
+            )
+        elif not converged and full:
+            report.notes.append(
+                f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g} "
+                f"(its last step moved h by {last_change:.2e} of its norm). Every step used "
+                f"the whole labelled set (hessian_batch_size >= {hessian.n} samples), so this "
+                "is no minibatch noise: the recursion contracts at rate 1 - (smallest "
+                "eigenvalue of H + damping I) / scale, and H + damping I is ill-conditioned "
+                f"(or not positive definite) at damping={hessian.damping:g}. Raise damping or "
+                "lissa_depth, or use inverse_hvp='cg' or 'pcg' (they raise on an indefinite "
+                "system)."
+            )
+        elif not converged:
             report.notes.append(
                 f"LiSSA used its full depth ({self.depth}) without meeting tol={self.tol:g} "
                 "(minibatch Hessians keep the iterate moving): raise lissa_repeats to average "
@@ -839,3 +1072,65 @@ class LissaSolver(InverseHVPSolver):
                 "that converges."
             )
         return total / self.repeats
+
+    @staticmethod
+    def _indefinite(hessian, steps, quotient):
+        """The error for a proof (full batch) that ``H + damping I`` is not positive definite."""
+        return SolverDivergenceError(
+            f"inverse_hvp='lissa': H + damping I is not positive definite, so the recursion "
+            f"cannot converge: by step {steps} its residual grew along a direction of "
+            f"negative curvature (Rayleigh quotient {quotient:.3g}). Every step used the "
+            f"whole labelled set ({hessian.n} samples), so this is no minibatch noise and no "
+            "scale fixes it. " + _damping_remedy(hessian, quotient, exact=False)
+        )
+
+    def _divergence_message(self, exc, hessian, scale, doubled):
+        """Why a run outgrew its bound, and what to change, for the case at hand."""
+        parts = [
+            f"inverse_hvp='lissa' diverged at step {exc.step} (||h|| = {exc.norm:.3g}, bound "
+            f"{exc.bound:.3g}) with scale={scale:.4g}, damping={hessian.damping:g}."
+        ]
+        along_top = exc.full and exc.quotient is not None and exc.quotient > scale
+        if exc.full:
+            parts.append(
+                "Every step used the whole labelled set (no minibatch noise), so the "
+                "recursion itself does not contract: scale must exceed the top eigenvalue of "
+                "the damped Hessian"
+                + (
+                    f" (its residual grew along curvature {exc.quotient:.3g}, above scale)."
+                    if along_top
+                    else "."
+                )
+            )
+        else:
+            parts.append(
+                "scale must exceed the top eigenvalue of the damped Hessian of every "
+                f"minibatch (hessian_batch_size={hessian.batch_size} of {hessian.n} samples; "
+                "larger minibatches vary less)."
+            )
+        if getattr(hessian, "curvature", None) not in ("gauss_newton", "fisher") and not along_top:
+            parts.append(
+                "With curvature='hessian', H + damping I (or a minibatch's) may also have "
+                "negative eigenvalues, which no scale fixes: inverse_hvp='cg' or 'exact' "
+                "raise if so; then raise damping or use curvature='gauss_newton'."
+            )
+        if self.scale == "auto":
+            parts.append(
+                f"lissa_scale='auto' already doubled its estimate {doubled} times: pass a "
+                "larger lissa_scale, raise damping, or use inverse_hvp='cg'."
+            )
+        else:
+            parts.append(
+                "Use lissa_scale='auto' or a larger lissa_scale, raise damping, or use "
+                "inverse_hvp='cg'."
+            )
+        return " ".join(parts)
+
+
+class _Outgrown(Exception):  # internal signal: never escapes LissaSolver.solve
+    """A LiSSA run left the bound of a convergent run: retry at a larger automatic scale."""
+
+    def __init__(self, step, norm, bound, full, quotient):
+        super().__init__(step)
+        self.step, self.norm, self.bound = step, norm, bound
+        self.full, self.quotient = full, quotient
