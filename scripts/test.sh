@@ -49,8 +49,14 @@ if ! python -c "import skactiveml" 2>/dev/null; then
     echo "$skipped_note"
 fi
 
+# The doctests that start a torch.distributed group run in a process of their own: with
+# torch 2.1 (the oldest stack), destroy_process_group can hang after the rest of the suite
+# has run in the same process (seen on 2026-12-03, also at 2ee4ace; alone they pass).
+distributed_doctests=skisal/engine/distributed.py
 status=0
-python -m pytest --doctest-modules "${ignore[@]}" skisal tests "$@" || status=$?
+python -m pytest --doctest-modules "${ignore[@]}" --ignore="$distributed_doctests" \
+    skisal tests "$@" || status=$?
+python -m pytest --doctest-modules "$distributed_doctests" -q || status=$?
 [ -z "$skipped_note" ] || echo "$skipped_note"
 [ "$status" -eq 0 ] || exit "$status"
 
