@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import filelock
 import pytest
+from skorch.callbacks import Callback
 
 from skisal.baselines import RandomSampling
 from skisal.experiments import (
@@ -283,3 +286,30 @@ def test_keyboard_interrupt_propagates_keeps_records_and_frees_the_folder(
         pass  # released on the way out
     monkeypatch.setitem(STRATEGIES, "random", original)
     assert [_key(r) for r in run_experiment(TINY, tmp_path, dataset=wine)] == expected
+
+
+def test_ctrl_c_that_skorch_fit_swallows_still_stops_the_run_without_its_record(
+    finished, wine, tmp_path
+):
+    """skorch's fit catches KeyboardInterrupt and returns a net cut short: not a step."""
+    fits: list[int] = []
+
+    class CtrlCOnThirdFit(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            if len(fits) == 2:  # the 3rd fit: step 2 of seed 0
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_train_end(self, net, **kwargs):
+            fits.append(1)
+
+    def make_estimator(epochs):
+        estimator = wine.make_estimator(epochs)
+        return estimator.set_params(net__callbacks=[CtrlCOnThirdFit()])
+
+    interrupting = dataclasses.replace(wine, make_estimator=make_estimator)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(TINY, tmp_path, dataset=interrupting)
+    assert len(fits) == 3  # the 3rd fit, cut short by skorch, returned normally
+    expected = [_key(r) for r in finished[1]]
+    assert [_key(r) for r in load_records(tmp_path)] == expected[:2]  # no step 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

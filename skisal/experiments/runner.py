@@ -27,11 +27,14 @@ so a second run into the same folder fails at once instead of corrupting it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -610,9 +613,12 @@ def _run_locked(
     with (
         path.open("a") as sink,
         tqdm(total=remaining, unit="step", disable=not progress) as bar,
+        _ctrl_c_seen() as interrupted,
     ):
 
         def write(record: StepRecord) -> None:
+            if interrupted():  # skorch's fit swallowed it: that step's model is cut short
+                raise KeyboardInterrupt
             record = dataclasses.replace(record, fingerprint=fingerprint)
             sink.write(json.dumps(dataclasses.asdict(record)) + "\n")
             sink.flush()
@@ -628,6 +634,33 @@ def _run_locked(
             split = split_indices(len(dataset.y), config, seed)
             _run_one(name, seed, split, dataset, config, done, write)
     return results
+
+
+@contextlib.contextmanager
+def _ctrl_c_seen() -> Iterator[Any]:
+    """Yield a function telling whether Ctrl-C was pressed since the block began.
+
+    skorch's ``fit`` catches ``KeyboardInterrupt`` and returns a net trained
+    for fewer epochs; recording that step would keep a wrong score. Python's
+    own handler is wrapped (it still raises ``KeyboardInterrupt``), only in
+    the main thread and only when SIGINT is not ignored.
+    """
+    seen = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+
+        def note_and_raise(signum: int, frame: Any) -> None:
+            seen.set()
+            signal.default_int_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, note_and_raise)
+    try:
+        yield seen.is_set
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _run_one(
