@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from ._trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
+from .trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
 from .model import BoundModel, batches, dual_level
 
 __all__ = ["CURVATURES", "DampedHessian"]

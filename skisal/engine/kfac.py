@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
+from .trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
 from .model import BoundModel, batches
 from .solvers import InverseHVPSolver, SolverReport
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..exceptions import NonFiniteScoreError
-from ._trees import tree_leaves
+from .trees import tree_leaves
 from .parameters import ParameterSpace
 
 if TYPE_CHECKING:  # the adapters use the engine's tree helpers

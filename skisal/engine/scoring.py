@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..exceptions import NonFiniteScoreError
 from ._layer_jvp import SkipAbsentTangents
-from ._trees import tree_map
+from .trees import tree_map
 from .model import BoundModel, batches, dual_level, non_finite_outputs
 
 __all__ = ["score_pool"]

@@ -1,4 +1,7 @@
-"""Minimal structure helpers: model outputs may be tensors, tuples, lists or dicts."""
+"""Tensor-tree helpers: model outputs may be tensors, tuples, lists or dicts.
+
+Public because adapters (skisal's and third-party ones) walk such outputs too.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def tree_map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
     Examples
     --------
     >>> import torch
-    >>> from skisal.engine._trees import tree_map
+    >>> from skisal.engine.trees import tree_map
     >>> tree_map(lambda t: t * 2, {"boxes": torch.ones(1), "labels": [torch.ones(2)], "k": 3})
     {'boxes': tensor([2.]), 'labels': [tensor([2., 2.])], 'k': 3}
     """
@@ -57,7 +60,7 @@ def tree_leaves(tree: Any) -> list[Any]:
 
     Examples
     --------
-    >>> from skisal.engine._trees import tree_leaves
+    >>> from skisal.engine.trees import tree_leaves
     >>> tree_leaves({"a": (1, 2), "b": [3]})
     [1, 2, 3]
     """
@@ -88,7 +91,7 @@ def differentiable(leaf: Any, requires_grad: bool = True) -> bool:
     Examples
     --------
     >>> import torch
-    >>> from skisal.engine._trees import differentiable
+    >>> from skisal.engine.trees import differentiable
     >>> differentiable(torch.ones(2, requires_grad=True)), differentiable(torch.ones(2))
     (True, False)
     >>> differentiable(torch.ones(2), requires_grad=False), differentiable(torch.arange(2))
@@ -118,7 +121,7 @@ def detached_leaf_copy(tree: Any, dtype: torch.dtype | None = None) -> Any:
     Examples
     --------
     >>> import torch
-    >>> from skisal.engine._trees import detached_leaf_copy
+    >>> from skisal.engine.trees import detached_leaf_copy
     >>> out = detached_leaf_copy((torch.ones(2), torch.arange(2)), torch.float64)
     >>> out[0].requires_grad, out[0].dtype, out[1].requires_grad
     (True, torch.float64, False)
