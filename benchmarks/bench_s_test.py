@@ -39,7 +39,7 @@ from skisal.adapters import SkorchClassifierAdapter
 from skisal.engine import (
     BoundModel,
     ConjugateGradientSolver,
-    DampedHessian,
+    DampedCurvature,
     LissaSolver,
     ParameterSpace,
     select_parameters,
@@ -197,7 +197,7 @@ def build_problem(
     v = model.loss_gradient(X_ref, y_ref, 256)
 
     matrix = ce_hessian(theta, Xl) + DAMPING * eye
-    engine_dense = DampedHessian(model, X_lab, y_lab, DAMPING, 256, "hessian").dense()
+    engine_dense = DampedCurvature(model, X_lab, y_lab, DAMPING, 256, "hessian").dense()
     dense_diff = float((engine_dense - matrix).abs().max() / matrix.abs().max())
     timing, exact = measure(lambda: torch.linalg.solve(matrix, v), device, repeats=5)
     eigenvalues = torch.linalg.eigvalsh(matrix)
@@ -221,9 +221,9 @@ def _rel_err(s: torch.Tensor, exact: torch.Tensor) -> float:
     return float((s.to(torch.float64) - exact).norm() / exact.norm())
 
 
-def _hessian(problem: dict[str, Any]) -> DampedHessian:
+def _hessian(problem: dict[str, Any]) -> DampedCurvature:
     """A fresh damped Hessian (its product counter at 0) over the labelled set."""
-    return DampedHessian(
+    return DampedCurvature(
         problem["model"], problem["X_lab"], problem["y_lab"], DAMPING, HESSIAN_BATCH_SIZE
     )
 

@@ -15,7 +15,7 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from skisal import SkorchClassifierAdapter
-from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
+from skisal.engine import BoundModel, DampedCurvature, ParameterSpace, select_parameters
 from skisal.engine.kfac import KroneckerCurvature, supported_layer
 
 
@@ -90,7 +90,7 @@ def test_ekfac_eigenvalues_are_the_exact_blocks_diagonal_in_the_kfac_basis(curva
         net = _ConvNet()
     model = _model(net, X, y)
     X = X.astype(np.float64)
-    hessian = DampedHessian(model, X, y, damping=0.1, batch_size=10, curvature=curvature)
+    hessian = DampedCurvature(model, X, y, damping=0.1, batch_size=10, curvature=curvature)
     dense = hessian.dense() - 0.1 * torch.eye(hessian.dim, dtype=torch.float64)
     kfac = KroneckerCurvature("ekfac", output_samples="exact").fit(hessian)
     assert len(kfac.blocks_) == (2 if module == "mlp" else 3)
@@ -107,7 +107,7 @@ def test_ekfac_eigenvalues_are_the_exact_blocks_diagonal_in_the_kfac_basis(curva
 def test_kfac_is_exact_for_one_sample_and_one_linear_layer():
     X, y = _data(1, d=4)
     model = _model(nn.Linear(4, 3), np.repeat(X, 4, 0), np.repeat(y, 4))
-    hessian = DampedHessian(model, X, y, damping=0.05, batch_size=1)
+    hessian = DampedCurvature(model, X, y, damping=0.05, batch_size=1)
     kfac = KroneckerCurvature("kfac", output_samples="exact").fit(hessian)
     v = torch.randn(hessian.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(kfac.solve(v, 0.05), torch.linalg.solve(hessian.dense(), v))
@@ -117,7 +117,7 @@ def test_kfac_factors_are_the_layer_second_moments():
     """A = mean of [a, 1][a, 1]^T over samples x positions, G = sum of g g^T over positions / n."""
     X, y = _data(12)
     model = _model(_ConvNet(), X, y)
-    hessian = DampedHessian(model, X, y, damping=0.1, batch_size=5, curvature="fisher")
+    hessian = DampedCurvature(model, X, y, damping=0.1, batch_size=5, curvature="fisher")
     kfac = KroneckerCurvature("kfac").fit(hessian)
     module = model.module.conv
     x = torch.as_tensor(X).reshape(-1, 1, 6, 6)
@@ -138,7 +138,7 @@ def test_kfac_factors_are_the_layer_second_moments():
 def test_gaussian_sketches_converge_to_the_exact_factors():
     X, y = _data(16, d=5)
     model = _model(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)), X, y)
-    hessian = DampedHessian(model, X, y, damping=0.1, batch_size=16)
+    hessian = DampedCurvature(model, X, y, damping=0.1, batch_size=16)
     exact = KroneckerCurvature("kfac", output_samples="exact").fit(hessian)
     sketch = KroneckerCurvature("kfac", output_samples=4000).fit(hessian, np.random.RandomState(0))
     for name in exact.blocks_:
@@ -150,7 +150,7 @@ def test_gaussian_sketches_converge_to_the_exact_factors():
 def test_solve_inverts_the_damped_kronecker_product():
     X, y = _data(20)
     model = _model(_ConvNet(), X, y)
-    hessian = DampedHessian(model, X, y, damping=0.3, batch_size=7)
+    hessian = DampedCurvature(model, X, y, damping=0.3, batch_size=7)
     for kind in ("kfac", "ekfac"):
         kfac = KroneckerCurvature(kind).fit(hessian, np.random.RandomState(0))
         v = torch.randn(
@@ -174,7 +174,7 @@ def test_parameter_subsets_weight_or_bias_only():
         y,
         parameters=["0.bias", "2.weight"],
     )
-    hessian = DampedHessian(model, X, y, damping=0.1, batch_size=4)
+    hessian = DampedCurvature(model, X, y, damping=0.1, batch_size=4)
     dense = hessian.dense() - 0.1 * torch.eye(hessian.dim, dtype=torch.float64)
     kfac = KroneckerCurvature("ekfac", output_samples="exact").fit(hessian)
     assert {n: (b.weight, b.bias) for n, b in kfac.blocks_.items()} == {
@@ -193,10 +193,10 @@ def test_subset_and_refusals():
     model = _model(nn.Sequential(nn.Linear(5, 3)), X, y)
     subset = np.array([3, 7, 11, 20])
     on_subset = KroneckerCurvature("ekfac", "exact").fit(
-        DampedHessian(model, X, y, 0.1, 2, subset=subset)
+        DampedCurvature(model, X, y, 0.1, 2, subset=subset)
     )
     on_rows = KroneckerCurvature("ekfac", "exact").fit(
-        DampedHessian(model, X[subset], y[subset], 0.1, 3)
+        DampedCurvature(model, X[subset], y[subset], 0.1, 3)
     )
     torch.testing.assert_close(on_subset.eigenvalues("0"), on_rows.eigenvalues("0"))
     with pytest.raises(ValueError, match="kind must be"):
@@ -207,7 +207,7 @@ def test_subset_and_refusals():
         on_subset.solve(torch.zeros(on_subset.model_.space.dim, dtype=torch.float64), 0.0)
     norm_only = _model(nn.Sequential(nn.Linear(5, 3), nn.LayerNorm(3)), X, y, ["1"])
     with pytest.raises(ValueError, match="none of the selected parameters"):
-        KroneckerCurvature().fit(DampedHessian(norm_only, X, y, 0.1, 8))
+        KroneckerCurvature().fit(DampedCurvature(norm_only, X, y, 0.1, 8))
 
 
 def test_supported_layers():

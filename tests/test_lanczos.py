@@ -11,7 +11,7 @@ from skisal import SkorchClassifierAdapter, SolverDivergenceError
 from skisal.engine import (
     BoundModel,
     ConjugateGradientSolver,
-    DampedHessian,
+    DampedCurvature,
     ExactSolver,
     ParameterSpace,
     select_parameters,
@@ -20,7 +20,7 @@ from skisal.engine.lanczos import LanczosSolver
 
 
 class DenseOperator:
-    """Duck-typed DampedHessian: products with ``H + damping I`` for a dense symmetric ``H``."""
+    """Duck-typed DampedCurvature: products with ``H + damping I`` for a dense symmetric ``H``."""
 
     def __init__(self, H: torch.Tensor, damping: float) -> None:
         self.H = H
@@ -84,9 +84,9 @@ def tiny64():
 def test_full_rank_matches_exact_solver_on_a_float64_model(tiny64, curvature):
     model, X, y, v = tiny64
     exact, _ = ExactSolver().solve(
-        DampedHessian(model, X, y, damping=0.05, batch_size=16, curvature=curvature), v, None
+        DampedCurvature(model, X, y, damping=0.05, batch_size=16, curvature=curvature), v, None
     )
-    hessian = DampedHessian(model, X, y, damping=0.05, batch_size=16, curvature=curvature)
+    hessian = DampedCurvature(model, X, y, damping=0.05, batch_size=16, curvature=curvature)
     s_test, report = LanczosSolver(rank=20).solve(hessian, v, np.random.RandomState(0))
     assert _rel_err(s_test, exact) <= 1e-6
     assert report.method == "lanczos" and report.damping == 0.05
@@ -101,10 +101,10 @@ def test_full_rank_matches_exact_solver_on_a_float64_model(tiny64, curvature):
 
 
 def test_works_on_a_subsample_hessian(tiny64):
-    """A DampedHessian over part of the labelled set: the solve is that operator's."""
+    """A DampedCurvature over part of the labelled set: the solve is that operator's."""
     model, X, y, v = tiny64
-    sub = DampedHessian(model, X[:20], y[:20], damping=0.1, batch_size=8)
-    exact, _ = ExactSolver().solve(DampedHessian(model, X[:20], y[:20], 0.1, 8), v, None)
+    sub = DampedCurvature(model, X[:20], y[:20], damping=0.1, batch_size=8)
+    exact, _ = ExactSolver().solve(DampedCurvature(model, X[:20], y[:20], 0.1, 8), v, None)
     s_test, report = LanczosSolver(rank=12).solve(sub, v, np.random.RandomState(0))
     assert _rel_err(s_test, exact) <= 1e-8 and report.converged
 

@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import assert_module_unchanged, snapshot_module
 from sklearn.exceptions import ConvergenceWarning
 
+from conftest import assert_module_unchanged, snapshot_module
 from skisal import InfluenceQueryStrategy
 from skisal.engine import (
     BoundModel,
-    DampedHessian,
+    DampedCurvature,
     ParameterSpace,
     evaluation_mode,
     select_parameters,
@@ -63,7 +63,7 @@ def test_a_perfect_preconditioner_converges_in_one_iteration(digits, fitted_net)
     module = fitted_net.module_
     space = ParameterSpace(select_parameters(module, ["out"]))
     model = BoundModel(SkorchClassifierAdapter(), fitted_net, module, space, torch.device("cpu"))
-    hessian = DampedHessian(model, digits["X_labeled"], digits["y_labeled"], 0.01, 32)
+    hessian = DampedCurvature(model, digits["X_labeled"], digits["y_labeled"], 0.01, 32)
     with evaluation_mode(module):  # as the strategy runs it: dropout off
         _check_perfect_preconditioner(model, hessian, digits)
 
@@ -101,7 +101,7 @@ def test_kfac_solvers_apply_the_factored_inverse(digits, fitted_net, kind):
 
     model = BoundModel(SkorchClassifierAdapter(), fitted_net, module, space, torch.device("cpu"))
     # the strategy's chunks: batch_size=256 samples per pass (one sketch seed per chunk)
-    hessian = DampedHessian(
+    hessian = DampedCurvature(
         model, digits["X_labeled"], digits["y_labeled"], 0.01, 32, chunk_size=256
     )
     v = torch.cat([t.reshape(-1) for t in strategy.reference_gradient_.values()])
@@ -162,7 +162,8 @@ def test_a_solve_that_stops_short_warns_with_the_remedy(digits, fitted_net, kw, 
 
 
 def test_a_converged_solve_does_not_warn(digits, fitted_net):
-    _solve(digits, fitted_net, inverse_hvp="cg")  # turns ConvergenceWarning into an error
+    # _solve turns ConvergenceWarning into an error
+    assert _solve(digits, fitted_net, inverse_hvp="cg").diagnostics_.solver.converged
 
 
 def test_auto_solver_is_the_adapters_choice(digits, fitted_net):

@@ -16,7 +16,7 @@ from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter, SolverDiverg
 from skisal.engine import (
     BoundModel,
     ConjugateGradientSolver,
-    DampedHessian,
+    DampedCurvature,
     ParameterSpace,
     select_parameters,
 )
@@ -46,7 +46,7 @@ def tiny():
     data = dict(Xl=X[:30], yl=y[:30], Xr=X[30:45], yr=y[30:45], Xp=X[45:])
     space = ParameterSpace(select_parameters(net.module_))
     model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
-    hessian = DampedHessian(model, data["Xl"], data["yl"], 0.0, 30, curvature="hessian")
+    hessian = DampedCurvature(model, data["Xl"], data["yl"], 0.0, 30, curvature="hessian")
     lowest = float(torch.linalg.eigvalsh(hessian.dense())[0])
     assert lowest < -0.05  # the premise: an indefinite Hessian
     return net, data, lowest

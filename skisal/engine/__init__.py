@@ -1,26 +1,22 @@
 """The model-agnostic influence engine (reference gradient, HVPs, solvers, scoring)."""
 
-from .curvature import CURVATURES, DampedHessian
+from .cg import ConjugateGradientSolver
+from .curvature import CURVATURES, DampedCurvature, DampedHessian, top_eigenvalue
+from .direct import ExactSolver, IdentitySolver
 from .influence import InfluenceDiagnostics, InfluenceEngine
+from .inverse_hvp import InverseHVPSolver, SolverReport
 from .kfac import KFACSolver, KroneckerCurvature, supported_layer
 from .lanczos import LanczosSolver
+from .lissa import LissaSolver
 from .model import BoundModel, evaluation_mode
 from .parameters import ParameterSpace, select_parameters
 from .scoring import score_pool
-from .solvers import (
-    ConjugateGradientSolver,
-    ExactSolver,
-    IdentitySolver,
-    InverseHVPSolver,
-    LissaSolver,
-    SolverReport,
-    top_eigenvalue,
-)
 
 __all__ = [
     "CURVATURES",
     "BoundModel",
     "ConjugateGradientSolver",
+    "DampedCurvature",
     "DampedHessian",
     "ExactSolver",
     "IdentitySolver",

@@ -38,7 +38,6 @@ class SkipAbsentTangents(TorchFunctionMode):
 
     Examples
     --------
-    >>> import torch
     >>> import torch.autograd.forward_ad as fwAD
     >>> from skisal.engine._layer_jvp import SkipAbsentTangents
     >>> x, w, w_t = torch.randn(4, 3), torch.randn(2, 3), torch.randn(2, 3)

@@ -51,21 +51,31 @@ class ProcessGroup:
 
     Examples
     --------
-    One process (``torchrun`` starts several, each running the same code):
+    In a group of one process (``torchrun`` starts several, each running the
+    same code, and each rank would get its own ``shard``):
 
-    >>> import os, tempfile, torch
+    >>> import os, tempfile
     >>> import torch.distributed as dist
-    >>> from skisal.engine.distributed import ProcessGroup
+    >>> from skisal.engine.distributed import ProcessGroup, fingerprints
     >>> store = os.path.join(tempfile.mkdtemp(), "store")
     >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     >>> try:
     ...     group = ProcessGroup()
-    ...     shard, sizes = group.shard(5)
+    ...     group.check_same(fingerprints(net.module_, X_pool=X_pool))  # the same inputs?
     ...     result = group.broadcast_from_root(lambda: (torch.ones(2), "note"), group.device)
+    ...     shard, sizes = group.shard(5)
+    ...     rows = group.gather_rows(torch.arange(5.0)[shard], sizes)
+    ...     total = group.run_everywhere(lambda: sum(range(4)))
+    ...     try:
+    ...         group.run_everywhere(lambda: 1 / 0)  # raised on every rank
+    ...     except ZeroDivisionError as exc:
+    ...         failure = repr(exc)
     ... finally:
     ...     dist.destroy_process_group()
-    >>> shard, sizes, result
-    (array([0, 1, 2, 3, 4]), [5], (tensor([1., 1.]), 'note'))
+    >>> result, shard, sizes, rows
+    ((tensor([1., 1.]), 'note'), array([0, 1, 2, 3, 4]), [5], tensor([0., 1., 2., 3., 4.]))
+    >>> total, failure
+    (6, "ZeroDivisionError('division by zero')")
     """
 
     def __init__(self) -> None:
@@ -108,24 +118,8 @@ class ProcessGroup:
         RuntimeError
             On the other ranks, naming the failed ranks and their errors.
 
-        Examples
-        --------
-        In a group of one process (``torchrun`` starts several, each running
-        the same code):
-
-        >>> import os, tempfile, numpy as np
-        >>> import torch.distributed as dist
-        >>> from skisal.engine.distributed import ProcessGroup, fingerprints
-        >>> store = os.path.join(tempfile.mkdtemp(), "store")
-        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-        >>> try:
-        ...     group = ProcessGroup()
-        ...     agreed = group.check_same(fingerprints(X_pool=np.zeros((5, 2))))
-        ... finally:
-        ...     dist.destroy_process_group()
-        >>> agreed is None  # one rank always agrees with itself
-        True
-
+        Notes
+        -----
         With two ranks, a pool 5 rows shorter on rank 1 makes both raise
         ``ValueError: ... X_pool differs across ranks: rank 0 has 1001
         samples, rank 1 has 996 samples. ...``; a rank that passes
@@ -178,24 +172,6 @@ class ProcessGroup:
             This rank's indices (as :func:`numpy.array_split` cuts them).
         sizes : list of int
             The number of indices of every rank, in rank order.
-
-        Examples
-        --------
-        In a group of one process the only rank gets everything; with three,
-        rank 1 would get ``[4, 5, 6]`` of 10 and ``sizes`` would be
-        ``[4, 3, 3]``:
-
-        >>> import os, tempfile
-        >>> import torch.distributed as dist
-        >>> from skisal.engine.distributed import ProcessGroup
-        >>> store = os.path.join(tempfile.mkdtemp(), "store")
-        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-        >>> try:
-        ...     shard, sizes = ProcessGroup().shard(10)
-        ... finally:
-        ...     dist.destroy_process_group()
-        >>> shard, sizes
-        (array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), [10])
         """
         parts = np.array_split(np.arange(n), self.world_size)
         return parts[self.rank], [len(p) for p in parts]
@@ -223,25 +199,6 @@ class ProcessGroup:
         ------
         Exception
             Whatever ``compute`` raised on rank 0, re-raised on every rank.
-
-        Examples
-        --------
-        In a group of one process (``torchrun`` starts several, each running
-        the same code):
-
-        >>> import os, tempfile, torch
-        >>> import torch.distributed as dist
-        >>> from skisal.engine.distributed import ProcessGroup
-        >>> store = os.path.join(tempfile.mkdtemp(), "store")
-        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-        >>> try:
-        ...     group = ProcessGroup()
-        ...     result = group.broadcast_from_root(lambda: (torch.ones(2), {"n": 3}),
-        ...                                        torch.device("cpu"))
-        ... finally:
-        ...     dist.destroy_process_group()
-        >>> result
-        (tensor([1., 1.]), {'n': 3})
         """
         result: Any = None
         error: BaseException | None = None
@@ -295,27 +252,6 @@ class ProcessGroup:
         RuntimeError
             On the other ranks, naming the rank that failed (chained to its
             exception).
-
-        Examples
-        --------
-        In a group of one process (``torchrun`` starts several):
-
-        >>> import os, tempfile, torch
-        >>> import torch.distributed as dist
-        >>> from skisal.engine.distributed import ProcessGroup
-        >>> store = os.path.join(tempfile.mkdtemp(), "store")
-        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-        >>> try:
-        ...     group = ProcessGroup()
-        ...     total = group.run_everywhere(lambda: sum(range(4)))
-        ...     try:
-        ...         group.run_everywhere(lambda: 1 / 0)
-        ...     except ZeroDivisionError as exc:
-        ...         failure = repr(exc)
-        ... finally:
-        ...     dist.destroy_process_group()
-        >>> total, failure
-        (6, "ZeroDivisionError('division by zero')")
         """
         try:
             result, error = compute(), None
@@ -345,24 +281,6 @@ class ProcessGroup:
         -------
         torch.Tensor
             All rows, on ``local``'s device.
-
-        Examples
-        --------
-        In a group of one process (``torchrun`` starts several):
-
-        >>> import os, tempfile, torch
-        >>> import torch.distributed as dist
-        >>> from skisal.engine.distributed import ProcessGroup
-        >>> store = os.path.join(tempfile.mkdtemp(), "store")
-        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
-        >>> try:
-        ...     group = ProcessGroup()
-        ...     shard, sizes = group.shard(3)
-        ...     rows = group.gather_rows(torch.tensor([0.5, 1.5, 2.5])[shard], sizes)
-        ... finally:
-        ...     dist.destroy_process_group()
-        >>> rows
-        tensor([0.5000, 1.5000, 2.5000])
         """
         longest = max(sizes)
         padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=self.device)
@@ -396,10 +314,9 @@ def fingerprints(
     """Cheap, exact fingerprints of a query's inputs, for :meth:`ProcessGroup.check_same`.
 
     Each data set gives its number of samples and the sha256 of all its
-    bytes (with dtypes and shapes): 0.2-0.35 s for a 20,000 x 3,000 float32
-    pool (240 MB) on one CPU thread, about 1% of one query over it (26 s for
-    a small MLP), and unlike a hash of a few strided rows it also tells apart
-    pools that differ in one row. The model gives the sha256 of every
+    bytes (with dtypes and shapes): a small fraction of a query's cost (see
+    :doc:`/performance`), and unlike a hash of a few strided rows it also
+    tells apart pools that differ in one row. The model gives the sha256 of every
     tensor of its ``state_dict`` (parameters and buffers: layers whose
     parameters are not selected still shape the gradients); bytes, not float
     sums, so identical models always agree and swapped rows do not.
@@ -423,7 +340,6 @@ def fingerprints(
 
     Examples
     --------
-    >>> import numpy as np, torch
     >>> from skisal.engine.distributed import fingerprints
     >>> X = np.arange(6.0).reshape(3, 2)
     >>> prints = fingerprints(torch.nn.Linear(2, 1), {"damping": 0.001}, X_pool=X, y=None)

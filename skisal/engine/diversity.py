@@ -66,22 +66,15 @@ def gradient_factors(
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
     >>> from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
     >>> from skisal.engine.diversity import gradient_factors
-    >>> X = np.random.RandomState(0).randn(20, 4).astype(np.float32)
-    >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
-    ...     torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
-    ...     train_split=None, verbose=0).fit(X, (X[:, 0] > 0).astype(np.int64))
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...     torch.device("cpu"))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
     >>> with evaluation_mode(net.module_):
-    ...     outer, inner = gradient_factors(model, X, batch_size=8)
-    >>> outer.shape, inner.shape  # 2 outputs; 8 inputs and the bias column
-    (torch.Size([20, 2]), torch.Size([20, 9]))
+    ...     outer, inner = gradient_factors(model, X_pool, batch_size=8)
+    >>> outer.shape, inner.shape  # 2 outputs; 4 inputs and the bias column
+    (torch.Size([30, 2]), torch.Size([30, 5]))
     """
     outer, inner = [], []
     n = model.adapter.n_samples(X)
@@ -116,7 +109,6 @@ def influence_rank_weights(scores: torch.Tensor) -> torch.Tensor:
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.diversity import influence_rank_weights
     >>> influence_rank_weights(torch.tensor([0.3, -1.0, 0.0]))
     tensor([0.5000, 1.0000, 0.7500], dtype=torch.float64)
@@ -171,7 +163,6 @@ def kmeans_pp_select(
     Four points on a line (1, 1.1, 4 and 9), starting from the first: the far
     ones come next, the near-duplicate of the first last.
 
-    >>> import numpy as np, torch
     >>> from skisal.engine.diversity import kmeans_pp_select
     >>> outer = torch.tensor([[1.0], [1.1], [4.0], [9.0]], dtype=torch.float64)
     >>> inner = torch.ones(4, 1, dtype=torch.float64)

@@ -18,10 +18,10 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import SolverDivergenceError
-from .curvature import DampedHessian
+from .curvature import DampedCurvature
+from .inverse_hvp import InverseHVPSolver, SolverReport
 from .model import BoundModel
 from .scoring import score_pool
-from .solvers import InverseHVPSolver, SolverReport
 
 __all__ = ["InfluenceDiagnostics", "InfluenceEngine"]
 
@@ -53,20 +53,13 @@ class InfluenceDiagnostics:
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import InfluenceQueryStrategy
-    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-    ...     train_split=None, verbose=0).fit(X[:20], y[:20])
-    >>> strategy = InfluenceQueryStrategy(X[20:30], y[20:30], X_labeled=X[:20],
-    ...                                   y_labeled=y[:20], random_state=0)
-    >>> _ = strategy.influence(net, X[30:])
+    >>> strategy = InfluenceQueryStrategy(X_reference, y_reference, X_labeled=X_labeled,
+    ...                                   y_labeled=y_labeled, random_state=0)
+    >>> _ = strategy.influence(net, X_pool)
     >>> d = strategy.diagnostics_
     >>> d.solver.method, d.scoring_method, d.n_reference, d.n_labeled, d.n_pool, d.n_parameters
-    ('pcg', 'forward', 10, 20, 10, 8)
+    ('pcg', 'forward', 10, 20, 30, 10)
     >>> sorted(d.timings)
     ['finite_check', 'reference_gradient', 's_test', 'scoring']
     """
@@ -118,14 +111,16 @@ class InfluenceEngine:
         Pool and reference samples per forward pass.
     hessian_batch_size : int
         Labelled samples per Hessian-vector product.
-    curvature : {"gauss_newton", "hessian", "fisher"}
-        Which curvature matrix ``H`` is (see :mod:`skisal.engine.curvature`).
+    curvature : {"gauss_newton", "hessian", "fisher"}, default="gauss_newton"
+        Which curvature matrix ``H`` is (see :mod:`skisal.engine.curvature`):
+        the exact Hessian, the generalised Gauss-Newton matrix, or the
+        empirical Fisher.
     hessian_subsample : int, optional
         Take ``H`` over this many labelled samples, drawn with ``rng`` in
         :meth:`s_test`; None: all of them.
-    scoring : {"auto", "forward", "reverse"}
+    scoring : {"auto", "forward", "reverse"}, default="auto"
         Pool scoring method (see :func:`skisal.engine.scoring.score_pool`).
-    progress : bool
+    progress : bool, default=False
         Show tqdm bars.
     autocast : torch.dtype, optional
         Mixed precision for the pool-scoring forward passes only (``s_test``
@@ -135,27 +130,22 @@ class InfluenceEngine:
     --------
     What :class:`~skisal.InfluenceQueryStrategy` does in a query, step by step:
 
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
     >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
     ...     ParameterSpace, evaluation_mode, select_parameters)
-    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-    ...     train_split=None, verbose=0).fit(X[:20], y[:20])
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...                    torch.device("cpu"))
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
     >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
     ...                          batch_size=16, hessian_batch_size=16)
     >>> rng = np.random.RandomState(0)
     >>> with evaluation_mode(net.module_):
-    ...     s_test, v, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20], rng)
-    ...     scores, summary = engine.scores(s_test, X[30:], diagnostics)
-    >>> scores.shape, scores.dtype, diagnostics.solver.converged
-    (torch.Size([10]), torch.float64, True)
+    ...     s_test, v, diagnostics = engine.s_test(X_reference, y_reference, X_labeled,
+    ...                                            y_labeled, rng)
+    ...     scores, summary = engine.scores(s_test, X_pool, diagnostics)
+    >>> s_test.shape, diagnostics.solver.method, diagnostics.n_labeled
+    (torch.Size([10]), 'cg', 20)
+    >>> scores.shape, scores.dtype, summary, diagnostics.scoring_method, diagnostics.n_pool
+    (torch.Size([30]), torch.float64, {}, 'forward', 30)
     """
 
     def __init__(
@@ -201,12 +191,15 @@ class InfluenceEngine:
         X_reference, y_reference : object
             The reference set ``R``, as the adapter's checks returned it.
         X_labeled, y_labeled : object or None
-            The labelled set the Hessian is taken over; None only for a
-            solver that does not need the Hessian (``needs_hessian`` False).
+            The labelled set the curvature is taken over; None only for a
+            solver that does not need it (``needs_hessian`` False).
         rng : numpy.random.RandomState
             Randomness of stochastic solvers.
         diagnostics : InfluenceDiagnostics, optional
-            Not used: a new report is returned.
+            A report to fill in and return, as :meth:`scores` fills the one it
+            is given: its solver report, sizes, reference gradient norm and
+            timings are replaced; its scoring fields are left for
+            :meth:`scores`. None: a new report.
         names : tuple of str, default=("X_reference", "X_labeled")
             What the caller calls the reference and the labelled set, for
             error messages.
@@ -218,12 +211,13 @@ class InfluenceEngine:
         reference_gradient : torch.Tensor of shape (space.dim,)
             ``grad l(R)``, the right-hand side.
         diagnostics : InfluenceDiagnostics
-            The solver's report, sizes and timings; :meth:`scores` completes it.
+            The solver's report, sizes and timings (``diagnostics`` itself,
+            when given); :meth:`scores` completes it.
 
         Raises
         ------
         skisal.SolverDivergenceError
-            If the solver diverges, the damped Hessian is not positive
+            If the solver diverges, the damped curvature is not positive
             definite (see the solvers), or an unconverged solve ends at a
             relative residual of 1 or more (no better than ``s_test = 0``).
         skisal.NonFiniteScoreError
@@ -235,29 +229,6 @@ class InfluenceEngine:
         sklearn.exceptions.ConvergenceWarning
             If the solver stopped above its tolerance (the remedy is in the
             message and in ``diagnostics.solver.notes``).
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
-        ...     ParameterSpace, evaluation_mode, select_parameters)
-        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-        ...     train_split=None, verbose=0).fit(X[:20], y[:20])
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
-        ...                          batch_size=16, hessian_batch_size=16)
-        >>> with evaluation_mode(net.module_):
-        ...     s_test, v, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20],
-        ...                                            np.random.RandomState(0))
-        >>> s_test.shape, diagnostics.solver.method, diagnostics.n_labeled
-        (torch.Size([8]), 'cg', 20)
         """
         adapter = self.model.adapter
         timings: dict[str, float] = {}
@@ -270,7 +241,7 @@ class InfluenceEngine:
             v = self.model.loss_gradient(X_reference, y_reference, self.batch_size)
         hessian = None
         if self.solver.needs_hessian:
-            hessian = DampedHessian(
+            hessian = DampedCurvature(
                 self.model,
                 X_labeled,
                 y_labeled,
@@ -306,7 +277,7 @@ class InfluenceEngine:
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        diagnostics = InfluenceDiagnostics(
+        found = dict(
             solver=report,
             n_parameters=self.model.space.dim,
             n_reference=adapter.n_samples(X_reference),
@@ -315,6 +286,10 @@ class InfluenceEngine:
             reference_gradient_norm=float(v.norm()),
             timings=timings,
         )
+        if diagnostics is None:
+            return s_test, v, InfluenceDiagnostics(**found)
+        for name, value in found.items():
+            setattr(diagnostics, name, value)
         return s_test, v, diagnostics
 
     def scores(
@@ -346,30 +321,6 @@ class InfluenceEngine:
         ------
         skisal.NonFiniteScoreError
             If a score is NaN or infinite.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import (BoundModel, ConjugateGradientSolver, InfluenceEngine,
-        ...     ParameterSpace, evaluation_mode, select_parameters)
-        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-        ...     train_split=None, verbose=0).fit(X[:20], y[:20])
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> engine = InfluenceEngine(model, ConjugateGradientSolver(), damping=0.01,
-        ...                          batch_size=16, hessian_batch_size=16)
-        >>> with evaluation_mode(net.module_):
-        ...     s_test, _, diagnostics = engine.s_test(X[20:30], y[20:30], X[:20], y[:20],
-        ...                                            np.random.RandomState(0))
-        ...     scores, summary = engine.scores(s_test, X[30:], diagnostics)
-        >>> scores.shape, summary, diagnostics.scoring_method, diagnostics.n_pool
-        (torch.Size([10]), {}, 'forward', 10)
         """
         with _Timer(self.model.device, diagnostics.timings)("scoring"):
             scores, method, reason, summary = score_pool(

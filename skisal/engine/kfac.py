@@ -9,7 +9,7 @@ and Kronfluence) keeps the eigenbasis of ``G (x) A`` and replaces its
 eigenvalues by the per-sample second moments of the gradient in that basis,
 which fixes K-FAC's eigenvalues at a second pass's cost.
 
-Which curvature the factors approximate follows ``DampedHessian.curvature``:
+Which curvature the factors approximate follows ``DampedCurvature.curvature``:
 
 * ``"gauss_newton"`` (and ``"hessian"``, whose K-FAC is its Gauss-Newton
   part): ``g`` is back-propagated from ``S eps`` with ``S S^T`` the per-sample
@@ -46,9 +46,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
+from ..exceptions import InvalidParameterError
+from .inverse_hvp import InverseHVPSolver, SolverReport
 from .model import BoundModel, batches
-from .solvers import InverseHVPSolver, SolverReport
+from .trees import detached_leaf_copy, differentiable, tree_leaves, tree_map
 
 __all__ = ["KFACSolver", "KroneckerCurvature", "supported_layer"]
 
@@ -169,19 +170,17 @@ class KroneckerCurvature:
     For one linear layer and one sample, the Kronecker product is the exact
     Gauss-Newton matrix:
 
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
-    >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-    >>> from skisal.engine.kfac import KroneckerCurvature
-    >>> X = np.random.RandomState(0).randn(1, 3).astype(np.float32)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+    >>> from skisal.engine import (BoundModel, DampedCurvature, KroneckerCurvature,
+    ...     ParameterSpace, select_parameters)
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...                    torch.device("cpu"))
-    >>> hessian = DampedHessian(model, X, np.array([1]), damping=0.1, batch_size=8)
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
+    >>> hessian = DampedCurvature(model, X_labeled[:1], y_labeled[:1], damping=0.1, batch_size=8)
     >>> kfac = KroneckerCurvature("kfac", output_samples="exact").fit(hessian)
+    >>> list(kfac.blocks_), kfac.unfactored_, kfac.passes_  # one layer, named ""
+    ([''], [], 1)
+    >>> kfac.eigenvalues("").shape  # 2 outputs x (4 inputs + bias)
+    torch.Size([2, 5])
     >>> v = torch.randn(hessian.dim)
     >>> exact = torch.linalg.solve(hessian.dense(torch.float32), v)
     >>> bool(torch.allclose(kfac.solve(v, damping=0.1), exact, rtol=1e-4, atol=1e-5))
@@ -192,11 +191,11 @@ class KroneckerCurvature:
         self, kind: str = "ekfac", output_samples: int | str = 1, max_samples: int | None = None
     ) -> None:
         if kind not in ("kfac", "ekfac"):
-            raise ValueError(f"kind must be 'kfac' or 'ekfac', got {kind!r}.")
+            raise InvalidParameterError(f"kind must be 'kfac' or 'ekfac', got {kind!r}.")
         if output_samples != "exact" and not (
             isinstance(output_samples, int | np.integer) and output_samples >= 1
         ):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"output_samples must be an integer >= 1 or 'exact', got {output_samples!r}."
             )
         self.kind = kind
@@ -209,7 +208,7 @@ class KroneckerCurvature:
 
         Parameters
         ----------
-        hessian : DampedHessian
+        hessian : DampedCurvature
             The model, labelled data, sample subset, batch size and curvature.
         rng : numpy.random.RandomState, optional
             Source of the Gaussian sketches (default: seed 0).
@@ -225,24 +224,6 @@ class KroneckerCurvature:
             If no selected parameter belongs to a supported layer, or a
             Gauss-Newton sketch would need the output Hessian of more than
             :data:`MAX_OUTPUT_DIM` outputs per sample (use ``curvature="fisher"``).
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-        >>> from skisal.engine.kfac import KroneckerCurvature
-        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> hessian = DampedHessian(model, X, (X[:, 0] > 0).astype(np.int64), 0.1, 8)
-        >>> kfac = KroneckerCurvature("ekfac").fit(hessian, np.random.RandomState(0))
-        >>> list(kfac.blocks_), kfac.unfactored_, kfac.passes_
-        ([''], [], 2)
         """
         rng = np.random.RandomState(0) if rng is None else rng
         if self.max_samples is not None and hessian.n > self.max_samples:
@@ -450,24 +431,6 @@ class KroneckerCurvature:
         -------
         torch.Tensor
             Non-negative, in the basis ``Q_G (x) Q_A``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-        >>> from skisal.engine.kfac import KroneckerCurvature
-        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> hessian = DampedHessian(model, X, (X[:, 0] > 0).astype(np.int64), 0.1, 8)
-        >>> kfac = KroneckerCurvature("kfac").fit(hessian, np.random.RandomState(0))
-        >>> kfac.eigenvalues("").shape  # 2 outputs x (3 inputs + bias)
-        torch.Size([2, 4])
         """
         block = self.blocks_[name]
         if block.corrected is not None:
@@ -494,26 +457,6 @@ class KroneckerCurvature:
         ------
         ValueError
             If ``damping`` is not > 0.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-        >>> from skisal.engine.kfac import KroneckerCurvature
-        >>> X = np.random.RandomState(0).randn(20, 3).astype(np.float32)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> hessian = DampedHessian(model, X, (X[:, 0] > 0).astype(np.int64), 0.1, 8)
-        >>> kfac = KroneckerCurvature("ekfac").fit(hessian, np.random.RandomState(0))
-        >>> v = torch.ones(hessian.dim)
-        >>> s = kfac.solve(v, damping=1e6)  # huge damping: v / damping
-        >>> bool(torch.allclose(s, v / 1e6, rtol=1e-3))
-        True
         """
         if not damping > 0:
             raise ValueError(
@@ -590,20 +533,13 @@ class KFACSolver(InverseHVPSolver):
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
-    >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-    >>> from skisal.engine.kfac import KFACSolver
-    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
+    >>> from skisal.engine import (BoundModel, DampedCurvature, KFACSolver, ParameterSpace,
+    ...     select_parameters)
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...                    torch.device("cpu"))
-    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=16)
-    >>> v = model.loss_gradient(X, y, batch_size=40)
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
+    >>> hessian = DampedCurvature(model, X_labeled, y_labeled, damping=0.1, batch_size=8)
+    >>> v = model.loss_gradient(X_reference, y_reference, batch_size=10)  # grad l(R)
     >>> s_test, report = KFACSolver(check_residual=True).solve(
     ...     hessian, v, np.random.RandomState(0))
     >>> report.method, report.iterations, report.relative_residual < 0.5
@@ -623,14 +559,15 @@ class KFACSolver(InverseHVPSolver):
 
         Parameters
         ----------
-        hessian : DampedHessian
+        hessian : DampedCurvature
             The model, labelled samples and curvature the factors approximate.
         v : torch.Tensor
             The flat reference gradient ``grad l(R)``.
         rng : numpy.random.RandomState
             Source of the Gaussian sketches (Gauss-Newton).
         progress : bool, default=False
-            Not used (one pass, or two).
+            Accepted for the common solver interface; the one pass over the
+            samples (two for EK-FAC) shows no bar.
 
         Returns
         -------
@@ -643,26 +580,6 @@ class KFACSolver(InverseHVPSolver):
         ------
         ValueError
             If no selected parameter is in a supported layer.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-        >>> from skisal.engine.kfac import KFACSolver
-        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=16)
-        >>> s_test, report = KFACSolver("kfac").solve(hessian, torch.ones(8),
-        ...                                           np.random.RandomState(0))
-        >>> s_test.shape, report.method, report.iterations
-        (torch.Size([8]), 'kfac', [1])
         """
         report = SolverReport(method=self.kind, damping=hessian.damping)
         factors = KroneckerCurvature(self.kind, self.output_samples).fit(hessian, rng)

@@ -25,15 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..exceptions import SolverDivergenceError
-from .curvature import DampedHessian
-from .solvers import (
-    InverseHVPSolver,
-    SolverReport,
-    _conditioning_remedy,
-    _damping_remedy,
-    _floor,
-)
+from ..exceptions import InvalidParameterError, SolverDivergenceError
+from ._remedies import attainable_residual, conditioning_remedy, damping_remedy
+from .curvature import DampedCurvature
+from .inverse_hvp import InverseHVPSolver, SolverReport
 
 __all__ = ["LanczosSolver"]
 
@@ -43,7 +38,7 @@ class LanczosSolver(InverseHVPSolver):
 
     Runs ``rank`` steps of Lanczos on the undamped curvature ``H`` (products
     ``(H + damping I) p - damping p``, so any
-    :class:`~skisal.engine.DampedHessian` works, also one over a subsample of
+    :class:`~skisal.engine.DampedCurvature` works, also one over a subsample of
     the labelled set), from ``v / ||v||``, with full reorthogonalisation: the
     basis ``V`` is kept in float64 on ``v``'s device and the products run in
     ``v``'s dtype, as in CG. With ``T = U diag(theta) U^T`` the tridiagonal
@@ -85,49 +80,47 @@ class LanczosSolver(InverseHVPSolver):
 
     Examples
     --------
-    Two-class logistic regression on three features: 8 parameters, but a
-    Gauss-Newton matrix of rank 4 (features and bias, times one logit
-    difference), so the space is invariant after 5 steps and the solve exact.
+    Two-class logistic regression on four features: 10 parameters, but a
+    Gauss-Newton matrix of rank 5 (features and bias, times one logit
+    difference), so the space stops growing after a few steps (5, and the
+    float32 products' round-off) and the solve is exact.
 
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
-    >>> from skisal.engine import (BoundModel, DampedHessian, ParameterSpace,
-    ...     ExactSolver, select_parameters)
-    >>> from skisal.engine.lanczos import LanczosSolver
-    >>> _ = torch.manual_seed(0)
-    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-    ...     train_split=None, verbose=0).fit(X, y)
+    >>> from skisal.engine import (BoundModel, DampedCurvature, ExactSolver, LanczosSolver,
+    ...     ParameterSpace, select_parameters)
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...     torch.device("cpu"))
-    >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
-    >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
+    >>> hessian = DampedCurvature(model, X_labeled, y_labeled, damping=0.1, batch_size=20)
+    >>> v = model.loss_gradient(X_reference, y_reference, batch_size=10)  # grad l(R)
     >>> s_test, report = LanczosSolver(rank=20).solve(hessian, v, np.random.RandomState(0))
     >>> report.method, report.iterations, report.converged
-    ('lanczos', [5], True)
+    ('lanczos', [7], True)
     >>> s_exact, _ = ExactSolver().solve(hessian, v, np.random.RandomState(0))
     >>> bool((s_test - s_exact).norm() <= 1e-4 * s_exact.norm())
     True
+
+    Too small a rank leaves the solve unconverged, with a note on the remedy:
+
+    >>> solver = LanczosSolver(rank=1, tol_residual=1e-6)
+    >>> s_test, report = solver.solve(hessian, v, np.random.RandomState(0))
+    >>> report.iterations, report.converged, "lanczos_rank" in report.notes[0]
+    ([1], False, True)
     """
 
     name = "lanczos"
 
     def __init__(self, rank: int = 20, tol: float = 1e-8, tol_residual: float = 1e-2) -> None:
         if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"LanczosSolver: rank (lanczos_rank) must be a positive integer, got {rank!r}; "
                 "use e.g. rank=20."
             )
         if not tol >= 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"LanczosSolver: tol must be non-negative, got {tol!r}; use e.g. tol=1e-8."
             )
         if not tol_residual > 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"LanczosSolver: tol_residual must be positive, got {tol_residual!r}; "
                 "use e.g. tol_residual=1e-2."
             )
@@ -137,7 +130,7 @@ class LanczosSolver(InverseHVPSolver):
 
     def solve(
         self,
-        hessian: DampedHessian,
+        hessian: DampedCurvature,
         v: torch.Tensor,
         rng: np.random.RandomState | None,
         progress: bool = False,
@@ -146,12 +139,13 @@ class LanczosSolver(InverseHVPSolver):
 
         Parameters
         ----------
-        hessian : DampedHessian
+        hessian : DampedCurvature
             Products with the damped Hessian (full products: ``matvec`` without indices).
         v : torch.Tensor
             The flat reference gradient ``grad l(R)``.
-        rng : numpy.random.RandomState
-            Not used (the start vector is ``v``).
+        rng : numpy.random.RandomState or None
+            Accepted for the common solver interface; Lanczos is deterministic
+            (its start vector is ``v``).
         progress : bool, default=False
             Show a tqdm bar over the Lanczos steps.
 
@@ -169,29 +163,6 @@ class LanczosSolver(InverseHVPSolver):
             If a Hessian-vector product is not finite, or a Ritz value of
             ``H + damping I`` is not positive (the damped Hessian is not
             positive definite).
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, DampedHessian, ParameterSpace, select_parameters
-        >>> from skisal.engine.lanczos import LanczosSolver
-        >>> _ = torch.manual_seed(0)
-        >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss, max_epochs=3,
-        ...     train_split=None, verbose=0).fit(X, y)
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...     torch.device("cpu"))
-        >>> hessian = DampedHessian(model, X, y, damping=0.1, batch_size=40)
-        >>> v = model.loss_gradient(X, y, batch_size=40)  # grad l(R), here with R = X
-        >>> solver = LanczosSolver(rank=1, tol_residual=1e-6)  # too small a rank
-        >>> s_test, report = solver.solve(hessian, v, np.random.RandomState(0))
-        >>> report.iterations, report.converged, "lanczos_rank" in report.notes[0]
-        ([1], False, True)
         """
         damping = hessian.damping
         report = SolverReport(method=self.name, damping=damping)
@@ -258,7 +229,7 @@ class LanczosSolver(InverseHVPSolver):
             raise SolverDivergenceError(
                 f"inverse_hvp='lanczos' found a non-positive Ritz value of the damped Hessian "
                 f"({report.min_eigenvalue:.3g} after {steps} steps): H + damping I is not "
-                "positive definite. " + _damping_remedy(hessian, report.min_eigenvalue, exact=False)
+                "positive definite. " + damping_remedy(hessian, report.min_eigenvalue, exact=False)
             )
         # With the Ritz vectors Q = V U (never formed: Q Q^T = V^T V as U is orthogonal).
         coordinates = V @ b
@@ -266,14 +237,16 @@ class LanczosSolver(InverseHVPSolver):
         if damping > 0:  # zero up to round-off: v lies in the space
             x = x + (b - V.T @ coordinates) / damping
         report.relative_residual = self._residual(hessian, x, b)
-        report.converged = report.relative_residual <= max(self.tol_residual, 10 * _floor(v.dtype))
+        report.converged = report.relative_residual <= max(
+            self.tol_residual, 10 * attainable_residual(v.dtype)
+        )
         if invariant and steps < self.rank:
             report.notes.append(
                 f"Lanczos space invariant after {steps} steps (rank {self.rank}): the solve is "
                 "exact up to round-off."
             )
         if not report.converged:
-            remedy = _conditioning_remedy(hessian, "raise lanczos_rank or damping")
+            remedy = conditioning_remedy(hessian, "raise lanczos_rank or damping")
             if report.relative_residual >= 1:  # no better than s_test = 0: meaningless
                 raise SolverDivergenceError(
                     f"inverse_hvp='lanczos' with rank {self.rank} ended at relative residual "

@@ -48,23 +48,24 @@ class LayerProbe:
 
     Examples
     --------
-    >>> import torch
     >>> from torch import nn
     >>> from skisal.engine.layers import LayerProbe
-    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    >>> with LayerProbe(net) as probe:  # the last nn.Linear: "2"
-    ...     logits = net(torch.randn(5, 4))
+    >>> module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> with LayerProbe(module) as probe:  # the last nn.Linear: "2"
+    ...     logits = module(torch.randn(5, 4))
     ...     features, output = probe.take()
     >>> probe.name, tuple(features.shape), tuple(output.shape)
     ('2', (5, 8), (5, 3))
+    >>> len(module[2]._forward_hooks)  # removed on leaving the block
+    0
 
     With ``output_leaf=True``, gradients stop at the layer's output:
 
-    >>> with LayerProbe(net, output_leaf=True) as probe:
-    ...     logits = net(torch.randn(5, 4))
+    >>> with LayerProbe(module, output_leaf=True) as probe:
+    ...     logits = module(torch.randn(5, 4))
     ...     _, output = probe.take()
     ...     (grad,) = torch.autograd.grad(logits.logsumexp(dim=1).sum(), output)
-    >>> tuple(grad.shape), net[2].weight.grad is None
+    >>> tuple(grad.shape), module[2].weight.grad is None
     ((5, 3), True)
     """
 
@@ -115,21 +116,6 @@ class LayerProbe:
         ------
         RuntimeError
             If the last forward pass ran no watched layer.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> from skisal.engine.layers import LayerProbe
-        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-        >>> with LayerProbe(net, layer="0") as probe:
-        ...     _ = net(torch.ones(2, 4))
-        ...     inputs, output = probe.take()
-        >>> inputs
-        tensor([[1., 1., 1., 1.],
-                [1., 1., 1., 1.]])
-        >>> tuple(output.shape)
-        (2, 8)
         """
         if self.name is None:  # first pass: settle on the last layer it ran
             if not self._executed:
@@ -146,20 +132,7 @@ class LayerProbe:
         return records[-1]
 
     def close(self) -> None:
-        """Remove the hooks (done on leaving the ``with`` block); the network is as before.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine.layers import LayerProbe
-        >>> net = nn.Sequential(nn.Linear(4, 3))
-        >>> probe = LayerProbe(net)
-        >>> len(net[0]._forward_hooks)
-        1
-        >>> probe.close()
-        >>> len(net[0]._forward_hooks)
-        0
-        """
+        """Remove the hooks (done on leaving the ``with`` block); the network is as before."""
         for handle in self._handles.values():
             handle.remove()
         self._handles.clear()

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,11 +22,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..exceptions import NonFiniteScoreError
-from .trees import tree_leaves
 from .parameters import ParameterSpace
-
-if TYPE_CHECKING:  # the adapters use the engine's tree helpers
-    from ..adapters.base import ModelAdapter
+from .trees import tree_leaves
 
 __all__ = ["BoundModel", "batches", "evaluation_mode", "module_on", "non_finite_outputs"]
 
@@ -54,7 +51,6 @@ def non_finite_outputs(outputs: Any, n: int, losses: torch.Tensor | None = None)
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.model import non_finite_outputs
     >>> logits = torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [2.0, 3.0]])
     >>> non_finite_outputs({"logits": logits, "scale": torch.tensor(1.0)}, 3)
@@ -91,13 +87,12 @@ def module_on(module: nn.Module, device: torch.device, where: torch.device) -> n
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.model import module_on
-    >>> net = torch.nn.Linear(2, 2)
-    >>> module_on(net, torch.device("cpu"), torch.device("cpu")) is net
+    >>> module = torch.nn.Linear(2, 2)
+    >>> module_on(module, torch.device("cpu"), torch.device("cpu")) is module
     True
-    >>> copy = module_on(net, torch.device("meta"), torch.device("cpu"))
-    >>> copy is net, copy.weight.device.type, net.weight.device.type
+    >>> copy = module_on(module, torch.device("meta"), torch.device("cpu"))
+    >>> copy is module, copy.weight.device.type, module.weight.device.type
     (False, 'meta', 'cpu')
     """
     return module if device == where else copy.deepcopy(module).to(device)
@@ -125,12 +120,12 @@ def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
     --------
     >>> from torch import nn
     >>> from skisal.engine import evaluation_mode
-    >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
-    >>> _ = net[0].eval()  # a mixed setting: the dropout layer still trains
-    >>> with evaluation_mode(net):
-    ...     print([m.training for m in net.modules()])
+    >>> module = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    >>> _ = module[0].eval()  # a mixed setting: the dropout layer still trains
+    >>> with evaluation_mode(module):
+    ...     print([m.training for m in module.modules()])
     [False, False, False]
-    >>> [m.training for m in net.modules()]
+    >>> [m.training for m in module.modules()]
     [True, False, True]
     """
     modes = [(m, m.training) for m in module.modules()]
@@ -207,7 +202,7 @@ class BoundModel:
 
     Parameters
     ----------
-    adapter : ModelAdapter
+    adapter : skisal.ModelAdapter
         How the model family computes its loss and pseudo-labels.
     estimator : object
         The user's estimator (never modified).
@@ -221,24 +216,28 @@ class BoundModel:
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
     >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...                    torch.device("cpu"))
-    >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> model.loss_gradient(X, y, batch_size=4).shape  # 2 x 3 weights and 2 biases
-    torch.Size([8])
-    >>> net.module_.weight.grad is None  # the user's parameters are not touched
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
+    >>> grad_before = net.module_.weight.grad.clone()  # what training left there
+    >>> model.loss_gradient(X_labeled, y_labeled, batch_size=8).shape  # 2 x 4 weights, 2 biases
+    torch.Size([10])
+    >>> torch.equal(net.module_.weight.grad, grad_before)  # the user's .grad is not touched
     True
+
+    Forward passes can swap other tensors in for the parameters:
+
+    >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
+    >>> model.forward(zeros, model.inputs(X_pool, np.arange(2)))
+    tensor([[0., 0.],
+            [0., 0.]])
+    >>> model.mean_loss(zeros, X_labeled, y_labeled, np.arange(20))  # uniform: log(2)
+    tensor(0.6931)
     """
 
-    adapter: ModelAdapter
+    # Duck-typed: the adapters sit above the engine, which never imports them.
+    adapter: Any
     estimator: Any
     module: nn.Module
     space: ParameterSpace
@@ -267,24 +266,6 @@ class BoundModel:
         -------
         object
             The adapter's :meth:`~skisal.ModelAdapter.forward` outputs.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
-        >>> model.forward(zeros, torch.ones(2, 3))
-        tensor([[0., 0.],
-                [0., 0.]])
-        >>> bool(net.module_.weight.abs().sum() > 0)  # the module's own are untouched
-        True
         """
         if params is None:
             return self.adapter.forward(self.estimator, self.module, inputs)
@@ -296,7 +277,7 @@ class BoundModel:
         One :func:`torch.func.functional_call` around a loop of
         ``forward(None, ...)`` passes instead of one per batch: pool scoring
         swaps the same dual parameters in for every batch, and on a small
-        network the per-call swap costs as much as a tenth of a forward pass.
+        network the per-call swap is not negligible (see :doc:`/performance`).
         The module's own parameters are restored when ``fn`` returns or raises.
 
         Parameters
@@ -311,29 +292,12 @@ class BoundModel:
         -------
         object
             What ``fn`` returns.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
-        >>> model.run_with(zeros, lambda: model.forward(None, torch.ones(1, 3)))
-        tensor([[0., 0.]])
-        >>> bool(net.module_.weight.abs().sum() > 0)  # restored afterwards
-        True
         """
         prefixed = {f"net.{name}": value for name, value in params.items()}
         return functional_call(self._call, prefixed, (fn,))
 
     def inputs(self, X: Any, indices: np.ndarray, reuse: bool = False) -> Any:
-        """Model input for ``X[indices]``, encoded (see :meth:`ModelAdapter.encode`).
+        """Model input for ``X[indices]``, encoded (see :meth:`skisal.ModelAdapter.encode`).
 
         With ``reuse``, the encoded batch is kept (within the adapter's
         ``input_cache_bytes``) for the next request of the same batch: the
@@ -352,22 +316,6 @@ class BoundModel:
         -------
         object
             The encoded batch, on :attr:`device`.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> X = np.arange(12, dtype=np.float64).reshape(4, 3)
-        >>> model.inputs(X, np.array([1, 3]))
-        tensor([[ 3.,  4.,  5.],
-                [ 9., 10., 11.]])
         """
         key = (id(X), np.asarray(indices).tobytes()) if reuse else None
         if key in self._cache:
@@ -396,20 +344,6 @@ class BoundModel:
         -------
         object
             The batch's targets, as the adapter's ``per_sample_loss`` takes them.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> model.targets(np.array([0, 1, 1, 0]), np.array([2, 3]))
-        tensor([1, 0])
         """
         return self.adapter.get_targets(self.estimator, y, indices, self.device)
 
@@ -441,22 +375,6 @@ class BoundModel:
         -------
         torch.Tensor
             A scalar, differentiable with respect to ``params``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> X, y = np.ones((4, 3), dtype=np.float32), np.array([0, 1, 0, 1])
-        >>> zeros = {name: torch.zeros_like(p) for name, p in space.parameters.items()}
-        >>> model.mean_loss(zeros, X, y, np.arange(4))  # uniform prediction: log(2)
-        tensor(0.6931)
         """
         outputs = self.forward(params, self.inputs(X, indices, reuse))
         return self.adapter.per_sample_loss(
@@ -484,24 +402,6 @@ class BoundModel:
         ------
         skisal.NonFiniteScoreError
             Naming the first rows of ``X`` at fault.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_,
-        ...     ParameterSpace(select_parameters(net.module_)), torch.device("cpu"))
-        >>> X = np.ones((4, 3), dtype=np.float32)
-        >>> X[2, 0] = np.nan  # (the strategy refuses NaN inputs before this check)
-        >>> model.check_finite(X, np.zeros(4, dtype=np.int64), 2, "X_reference")
-        ... # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        skisal.exceptions.NonFiniteScoreError: the model's outputs or loss are NaN or ...
         """
         n = self.adapter.n_samples(X)
         flags = []
@@ -534,26 +434,6 @@ class BoundModel:
         -------
         torch.Tensor of shape (space.dim,)
             In the parameters' dtype, on :attr:`device`.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> from skisal.engine import BoundModel, ParameterSpace, select_parameters
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-        ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> space = ParameterSpace(select_parameters(net.module_))
-        >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-        ...                    torch.device("cpu"))
-        >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> gradient = model.loss_gradient(X, y, batch_size=4)  # 3 batches, weighted
-        >>> gradient.shape  # 2 x 3 weights and 2 biases
-        torch.Size([8])
-        >>> one_batch = model.loss_gradient(X, y, batch_size=10)
-        >>> bool(torch.allclose(gradient, one_batch, atol=1e-6))  # the batching does not matter
-        True
         """
         n = self.adapter.n_samples(X)
         total = torch.zeros(self.space.dim, device=self.device, dtype=self.space.dtype)

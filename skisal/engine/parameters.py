@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..exceptions import InvalidParameterError
+
 __all__ = ["ParameterSpace", "ParameterSpec", "select_parameters"]
 
 ParameterSpec = str | Sequence[str] | Callable[[str, torch.Tensor], bool]
@@ -58,10 +60,11 @@ def select_parameters(module: nn.Module, spec: ParameterSpec = "all") -> dict[st
     Examples
     --------
     >>> from torch import nn
-    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    >>> list(select_parameters(net, "weights"))
+    >>> from skisal.engine import select_parameters
+    >>> module = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> list(select_parameters(module, "weights"))
     ['0.weight', '2.weight']
-    >>> list(select_parameters(net, ["2"]))
+    >>> list(select_parameters(module, ["2"]))
     ['2.weight', '2.bias']
     """
     named = dict(module.named_parameters())
@@ -78,19 +81,21 @@ def select_parameters(module: nn.Module, spec: ParameterSpec = "all") -> dict[st
         unknown = [s for s in names if not any(_matches(n, [s]) for n in named)]
         if unknown:
             modules = sorted({n.rsplit(".", 1)[0] for n in named if "." in n})
-            raise ValueError(
+            raise InvalidParameterError(
                 f"parameters={spec!r}: {unknown} match no parameter of the network. "
                 f"Use 'all', 'weights', a callable, or names among modules {modules} "
                 f"and parameters {list(named)}."
             )
         chosen = {n: p for n, p in named.items() if _matches(n, names)}
     else:
-        raise TypeError(
+        raise InvalidParameterError(
             "parameters must be 'all', 'weights', a parameter/module name, a list of "
             f"names or a callable (name, param) -> bool; got {type(spec).__name__}."
         )
     if not chosen:
-        raise ValueError(f"parameters={spec!r} selects no parameter (is every parameter frozen?).")
+        raise InvalidParameterError(
+            f"parameters={spec!r} selects no parameter (is every parameter frozen?)."
+        )
     return chosen
 
 
@@ -112,76 +117,48 @@ class ParameterSpace:
 
     Examples
     --------
-    >>> import torch
     >>> from torch import nn
     >>> from skisal.engine import ParameterSpace, select_parameters
-    >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    >>> space = ParameterSpace(select_parameters(net, ["2"]))  # the last layer
-    >>> space.names, space.dim
-    (['2.weight', '2.bias'], 8)
+    >>> module = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> space = ParameterSpace(select_parameters(module, ["2"]))  # the last layer
+    >>> space.names, space.dim, space.dtype
+    (['2.weight', '2.bias'], 8, torch.float32)
     >>> flat = space.flatten([torch.ones(2, 3), None])  # None reads as zeros
     >>> flat
     tensor([1., 1., 1., 1., 1., 1., 0., 0.])
     >>> {name: tuple(t.shape) for name, t in space.split(flat).items()}
     {'2.weight': (2, 3), '2.bias': (2,)}
+
+    The leaves share the parameters' storage but are new autograd leaves:
+
+    >>> leaves = space.leaves()
+    >>> leaves["2.weight"].data_ptr() == module[2].weight.data_ptr()
+    True
+    >>> _ = torch.autograd.grad(leaves["2.weight"].sum(), leaves["2.weight"])
+    >>> module[2].weight.grad is None  # the module's own parameters are not touched
+    True
     """
 
     parameters: dict[str, torch.Tensor]
 
     @property
     def names(self) -> list[str]:
-        """Parameter names, in flattening order.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.names
-        ['weight', 'bias']
-        """
+        """Parameter names, in flattening order."""
         return list(self.parameters)
 
     @property
     def dim(self) -> int:
-        """Total number of scalar parameters.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.dim  # 2 x 3 weights and 2 biases
-        8
-        """
+        """Total number of scalar parameters."""
         return sum(p.numel() for p in self.parameters.values())
 
     @property
     def device(self) -> torch.device:
-        """Device of the (first) parameter.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.device
-        device(type='cpu')
-        """
+        """Device of the (first) parameter."""
         return next(iter(self.parameters.values())).device
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the (first) parameter.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.dtype
-        torch.float32
-        """
+        """Dtype of the (first) parameter."""
         return next(iter(self.parameters.values())).dtype
 
     def leaves(self) -> dict[str, torch.Tensor]:
@@ -191,21 +168,6 @@ class ParameterSpace:
         -------
         dict of str to torch.Tensor
             Tensors sharing the parameters' storage, new autograd leaves.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> layer = nn.Linear(3, 2)
-        >>> space = ParameterSpace(dict(layer.named_parameters()))
-        >>> leaves = space.leaves()
-        >>> loss = (leaves["weight"] @ torch.ones(3) + leaves["bias"]).sum()
-        >>> grads = torch.autograd.grad(loss, list(leaves.values()))
-        >>> space.flatten(grads)
-        tensor([1., 1., 1., 1., 1., 1., 1., 1.])
-        >>> layer.weight.grad is None, leaves["weight"].data_ptr() == layer.weight.data_ptr()
-        (True, True)
         """
         return {n: p.detach().requires_grad_(True) for n, p in self.parameters.items()}
 
@@ -216,14 +178,6 @@ class ParameterSpace:
         -------
         dict of str to torch.Tensor
             Tensors sharing the parameters' storage, outside autograd.
-
-        Examples
-        --------
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> [t.requires_grad for t in space.constants().values()]
-        [False, False]
         """
         return {n: p.detach() for n, p in self.parameters.items()}
 
@@ -241,15 +195,6 @@ class ParameterSpace:
         -------
         torch.Tensor of shape (dim,)
             The flat vector.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.flatten([torch.full((2, 3), 2.0), None])  # no gradient for the bias
-        tensor([2., 2., 2., 2., 2., 2., 0., 0.])
         """
         parts = [
             torch.zeros_like(p).reshape(-1) if t is None else t.reshape(-1)
@@ -274,16 +219,6 @@ class ParameterSpace:
         ------
         ValueError
             If ``flat`` does not have :attr:`dim` entries.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> from skisal.engine import ParameterSpace
-        >>> space = ParameterSpace(dict(nn.Linear(3, 2).named_parameters()))
-        >>> space.split(torch.arange(8.0))
-        {'weight': tensor([[0., 1., 2.],
-                [3., 4., 5.]]), 'bias': tensor([6., 7.])}
         """
         if flat.numel() != self.dim:
             raise ValueError(f"expected a vector of {self.dim} entries, got {flat.numel()}")

@@ -3,8 +3,9 @@
 Forward mode (default): one dual-number forward pass per batch gives the
 directional derivative ``J_z s_test`` of the network's *outputs* along
 ``s_test``; contracting it with each sample's gradient of the UUIC loss with
-respect to those outputs gives ``<G_z, s_test>`` for the whole batch, about
-two to four forward passes' worth of work and no per-sample gradients.
+respect to those outputs gives ``<G_z, s_test>`` for the whole batch, a few
+forward passes' worth of work (see :doc:`/performance`) and no per-sample
+gradients.
 Contracting at the outputs (in float64) instead of differentiating the loss
 itself matters: once the training loss is near zero, the float32 directional
 derivative of the loss rounds to exactly 0 for many samples. In the dual pass,
@@ -27,8 +28,8 @@ from tqdm.auto import tqdm
 
 from ..exceptions import NonFiniteScoreError
 from ._layer_jvp import SkipAbsentTangents
-from .trees import tree_map
 from .model import BoundModel, batches, dual_level, non_finite_outputs
+from .trees import tree_map
 
 __all__ = ["score_pool"]
 
@@ -149,29 +150,22 @@ def score_pool(
 
     Raises
     ------
-    NonFiniteScoreError
+    skisal.NonFiniteScoreError
         If a score is NaN or infinite (the model's output is, for that sample).
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal import SkorchClassifierAdapter
     >>> from skisal.engine import (BoundModel, ParameterSpace, evaluation_mode, score_pool,
     ...     select_parameters)
-    >>> _ = torch.manual_seed(0)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3,
-    ...     module__out_features=2, criterion=torch.nn.CrossEntropyLoss).initialize()
     >>> space = ParameterSpace(select_parameters(net.module_))
-    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space,
-    ...                    torch.device("cpu"))
-    >>> X = np.random.RandomState(0).randn(10, 3).astype(np.float32)
+    >>> model = BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
     >>> s_test = torch.randn(space.dim)
     >>> with evaluation_mode(net.module_):
-    ...     scores, method, reason, summary = score_pool(model, s_test, X, batch_size=4)
-    ...     reverse, *_ = score_pool(model, s_test, X, batch_size=4, method="reverse")
+    ...     scores, method, reason, summary = score_pool(model, s_test, X_pool, batch_size=8)
+    ...     reverse, *_ = score_pool(model, s_test, X_pool, batch_size=8, method="reverse")
     >>> scores.shape, scores.dtype, method, reason, summary
-    (torch.Size([10]), torch.float64, 'forward', None, {})
+    (torch.Size([30]), torch.float64, 'forward', None, {})
     >>> bool(torch.allclose(scores, reverse, atol=1e-5))  # the same influences
     True
     """

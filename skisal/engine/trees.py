@@ -31,7 +31,6 @@ def tree_map(fn: Callable[[torch.Tensor], Any], tree: Any) -> Any:
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.trees import tree_map
     >>> tree_map(lambda t: t * 2, {"boxes": torch.ones(1), "labels": [torch.ones(2)], "k": 3})
     {'boxes': tensor([2.]), 'labels': [tensor([2., 2.])], 'k': 3}
@@ -90,7 +89,6 @@ def differentiable(leaf: Any, requires_grad: bool = True) -> bool:
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.trees import differentiable
     >>> differentiable(torch.ones(2, requires_grad=True)), differentiable(torch.ones(2))
     (True, False)
@@ -120,7 +118,6 @@ def detached_leaf_copy(tree: Any, dtype: torch.dtype | None = None) -> Any:
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.engine.trees import detached_leaf_copy
     >>> out = detached_leaf_copy((torch.ones(2), torch.arange(2)), torch.float64)
     >>> out[0].requires_grad, out[0].dtype, out[1].requires_grad
