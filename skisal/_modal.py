@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 __all__ = [
+    "RETURN_SCORES",
     "format_result",
     "installed_modal_returns_scores",
     "is_learner",
@@ -28,6 +29,10 @@ __all__ = [
 
 # The attribute tagging an exception with the strategy it escaped from.
 _FAILED_IN = "_skisal_failed_in"
+
+#: Every strategy's ``return_scores`` option: (check, what was expected), an entry of the
+#: constraints that :func:`skisal._validation.check_constraints` checks.
+RETURN_SCORES = (lambda v: v == "auto" or isinstance(v, bool), "'auto' or a bool")
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""Input validation shared by the strategy and the adapters.
+"""Input and parameter validation shared by the strategies, the baselines and the adapters.
 
 Every check names the argument it rejects and what was expected, so that a
 user reading the error knows which of their objects to fix.
@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .exceptions import InvalidParameterError
+
 __all__ = [
     "check_constraints",
     "check_data",
-    "check_device",
     "check_n_instances",
     "check_query_size",
     "check_same_sample_shape",
@@ -43,8 +44,9 @@ def check_constraints(obj: Any, constraints: dict[str, tuple[Any, str]]) -> None
 
     Raises
     ------
-    ValueError
-        Naming the first parameter whose ``check`` fails, and what was expected.
+    skisal.exceptions.InvalidParameterError
+        Naming the first parameter whose ``check`` fails, and what was expected;
+        it is a ``ValueError`` and a ``TypeError``.
 
     Examples
     --------
@@ -54,12 +56,12 @@ def check_constraints(obj: Any, constraints: dict[str, tuple[Any, str]]) -> None
     >>> check_constraints(SimpleNamespace(depth=0), constraints)
     Traceback (most recent call last):
     ...
-    ValueError: depth must be an integer >= 1; got 0.
+    skisal.exceptions.InvalidParameterError: depth must be an integer >= 1; got 0.
     """
     for name, (check, expected) in constraints.items():
         value = getattr(obj, name)
         if not check(value):
-            raise ValueError(f"{name} must be {expected}; got {value!r}.")
+            raise InvalidParameterError(f"{name} must be {expected}; got {value!r}.")
 
 
 def is_positive_int(value: Any) -> bool:
@@ -379,69 +381,6 @@ def check_same_sample_shape(X: Any, name: str, reference: Any, reference_name: s
             f"convert {name} to floats the way the training data was (e.g. "
             f"{name}.astype(np.float32), scaled like the training data)."
         )
-
-
-def check_device(device: Any, default: torch.device, name: str = "device") -> torch.device:
-    """The torch device to compute on: ``device`` checked, or ``default``.
-
-    ``"cuda"`` resolves to the current CUDA device (``cuda:0`` unless set), so
-    that it compares equal to where a module already is.
-
-    Parameters
-    ----------
-    device : str, torch.device or None
-        The user's choice; None for ``default``.
-    default : torch.device
-        The module's own device.
-    name : str, default="device"
-        Argument name used in error messages.
-
-    Returns
-    -------
-    torch.device
-        With an index for CUDA.
-
-    Raises
-    ------
-    ValueError
-        If ``device`` names no torch device, or a device this machine lacks.
-
-    Examples
-    --------
-    >>> import torch
-    >>> check_device(None, torch.device("cpu"))
-    device(type='cpu')
-    >>> check_device("nonsense", torch.device("cpu"))  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: device must name a torch device such as 'cpu' or 'cuda:0', got 'nonsense'.
-    """
-    if device is None:
-        return default
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {device!r}."
-        ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"{name}={device!r}, but torch sees no CUDA device (no GPU, no driver, or a "
-                "CPU-only build of torch): use device='cpu', or None for the module's device."
-            )
-        if resolved.index is None:
-            resolved = torch.device("cuda", torch.cuda.current_device())
-        elif resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"{name}={device!r}, but this machine has {torch.cuda.device_count()} CUDA "
-                f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}."
-            )
-    elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
-            f"{name}={device!r}, but the MPS backend is not available here: use device='cpu'."
-        )
-    return resolved
 
 
 def check_n_instances(n_instances: Any, n_pool: int) -> int:

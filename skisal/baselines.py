@@ -21,16 +21,18 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from . import _modal
+from ._device import module_for
 from ._validation import (
+    check_constraints,
     check_data,
-    check_device,
     check_n_instances,
     check_same_sample_shape,
+    is_positive_int,
     n_rows,
 )
 from .adapters import ModelAdapter, resolve_adapter
 from .engine.layers import LayerProbe
-from .engine.model import batches, evaluation_mode, module_on
+from .engine.model import batches, evaluation_mode
 from .exceptions import NonFiniteScoreError
 from .strategy import InfluenceQueryStrategy
 
@@ -43,9 +45,12 @@ __all__ = [
 ]
 
 
-def _check_return_scores(value: Any) -> None:
-    if not (value == "auto" or isinstance(value, bool)):
-        raise ValueError(f"return_scores must be 'auto' or a bool; got {value!r}.")
+#: Each baseline's parameters: name -> (check, what was expected), checked at call time.
+_RANDOM_CONSTRAINTS = {"return_scores": _modal.RETURN_SCORES}
+_CORESET_CONSTRAINTS = {
+    "return_scores": _modal.RETURN_SCORES,
+    "batch_size": (is_positive_int, "an integer >= 1"),
+}
 
 
 class RandomSampling(BaseEstimator):
@@ -63,12 +68,16 @@ class RandomSampling(BaseEstimator):
 
     Examples
     --------
-    >>> import numpy as np
     >>> from skisal.baselines import RandomSampling
     >>> strategy = RandomSampling(random_state=0, return_scores=False)
-    >>> idx = strategy(None, np.zeros((10, 2)), n_instances=3)
+    >>> idx = strategy(None, X_pool, n_instances=3)
     >>> idx.shape, len(set(idx.tolist()))
     ((3,), 3)
+
+    The same integer ``random_state`` gives the same draw:
+
+    >>> bool(np.array_equal(idx, strategy(None, X_pool, n_instances=3)))
+    True
     """
 
     def __init__(self, random_state: Any = None, return_scores: str | bool = "auto") -> None:
@@ -96,19 +105,12 @@ class RandomSampling(BaseEstimator):
 
         Raises
         ------
+        skisal.exceptions.InvalidParameterError
+            For an invalid ``return_scores`` (a ``ValueError`` and a ``TypeError``).
         ValueError, TypeError
             For an empty pool or an ``n_instances`` outside ``1..len(X_pool)``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skisal.baselines import RandomSampling
-        >>> strategy = RandomSampling(random_state=0, return_scores=True)
-        >>> idx, draws = strategy(None, np.zeros((10, 2)), n_instances=2)
-        >>> bool(np.array_equal(idx, strategy(None, np.zeros((10, 2)), n_instances=2)[0]))
-        True
         """
-        _check_return_scores(self.return_scores)
+        check_constraints(self, _RANDOM_CONSTRAINTS)
         if X_pool is None or not hasattr(X_pool, "__len__"):
             raise TypeError(f"X_pool must be a sequence of samples, got {type(X_pool).__name__}.")
         n_pool = n_rows(X_pool)
@@ -161,22 +163,14 @@ def penultimate_features(
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
-    >>> X = np.random.RandomState(0).randn(20, 4).astype(np.float32)
-    >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8),
-    ...     torch.nn.ReLU(), torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss,
-    ...     max_epochs=1, train_split=None, verbose=0).fit(X, (X[:, 0] > 0).astype(np.int64))
-    >>> penultimate_features(net, X).shape
-    torch.Size([20, 8])
+    >>> from skisal.baselines import penultimate_features
+    >>> penultimate_features(net, X_pool).shape  # the input of the net's one nn.Linear
+    torch.Size([30, 4])
     """
     estimator = estimator.estimator if _modal.is_learner_like(estimator) else estimator
     adapter = resolve_adapter(estimator, adapter)
     adapter.check_estimator(estimator)
-    module = adapter.get_module(estimator)
-    module_device = adapter.get_device(estimator)
-    device = check_device(device, module_device)
-    module = module_on(module, device, module_device)
+    module, device = module_for(adapter, estimator, device)
     features = []
     with LayerProbe(module, layer) as probe, evaluation_mode(module), torch.no_grad():
         for idx in batches(adapter.n_samples(X), batch_size):
@@ -291,17 +285,22 @@ class CoresetSampling(BaseEstimator):
 
     Examples
     --------
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
+    In a modAL loop the learner's ``X_training`` gives the initial centres:
+
+    >>> from modAL.models import ActiveLearner
     >>> from skisal.baselines import CoresetSampling
-    >>> X = np.random.RandomState(0).randn(50, 4).astype(np.float32)
-    >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8),
-    ...     torch.nn.ReLU(), torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss,
-    ...     max_epochs=2, train_split=None, verbose=0).fit(X[:10], (X[:10, 0] > 0).astype(np.int64))
-    >>> strategy = CoresetSampling(X_labeled=X[:10], return_scores=True)
-    >>> idx, distances = strategy(net, X[10:], n_instances=3)
-    >>> idx.shape, bool(np.all(np.diff(distances) <= 0))  # farthest first
-    ((3,), True)
+    >>> learner = ActiveLearner(estimator=make_net(), query_strategy=CoresetSampling(),
+    ...                         X_training=X_labeled, y_training=y_labeled)
+    >>> idx, X_selected = learner.query(X_pool, n_instances=3)
+    >>> X_selected.shape
+    (3, 4)
+
+    Called directly, with the distance of each pick to its nearest centre:
+
+    >>> strategy = CoresetSampling(X_labeled=X_labeled, return_scores=True)
+    >>> idx, distances = strategy(net, X_pool, n_instances=3)
+    >>> bool(np.all(np.diff(distances) <= 0))  # farthest first
+    True
     """
 
     def __init__(
@@ -349,30 +348,12 @@ class CoresetSampling(BaseEstimator):
 
         Raises
         ------
+        skisal.exceptions.InvalidParameterError
+            For an invalid parameter, naming it (a ``ValueError`` and a ``TypeError``).
         ValueError, TypeError
             For invalid input, naming the argument.
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
-
-        Examples
-        --------
-        In a modAL loop the learner calls it with itself and the pool; its
-        ``X_training`` gives the centres:
-
-        >>> import numpy as np, torch
-        >>> from modAL.models import ActiveLearner
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal.baselines import CoresetSampling
-        >>> X = np.random.RandomState(0).randn(50, 4).astype(np.float32)
-        >>> y = (X[:, 0] > 0).astype(np.int64)
-        >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 8),
-        ...     torch.nn.ReLU(), torch.nn.Linear(8, 2)), criterion=torch.nn.CrossEntropyLoss,
-        ...     max_epochs=2, train_split=None, verbose=0)
-        >>> learner = ActiveLearner(estimator=net, query_strategy=CoresetSampling(),
-        ...                         X_training=X[:10], y_training=y[:10])
-        >>> idx, X_selected = learner.query(X[10:], n_instances=3)
-        >>> X_selected.shape
-        (3, 4)
         """
         _modal.reraise_on_retry(self)
         try:
@@ -386,11 +367,7 @@ class CoresetSampling(BaseEstimator):
     def _select(
         self, classifier: Any, X_pool: Any, n_instances: int, X_labeled: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        _check_return_scores(self.return_scores)
-        if isinstance(self.batch_size, bool) or not (
-            isinstance(self.batch_size, int) and self.batch_size >= 1
-        ):
-            raise ValueError(f"batch_size must be an integer >= 1; got {self.batch_size!r}.")
+        check_constraints(self, _CORESET_CONSTRAINTS)
         X_pool = check_data(X_pool, "X_pool", allow_non_numeric=True)
         n_instances = check_n_instances(n_instances, n_rows(X_pool))
         if X_labeled is None:

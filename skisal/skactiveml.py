@@ -36,10 +36,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(scikit-activeml needs scikit-learn >= 1.6)."
     ) from exc
 
-from ._validation import is_positive_int
+from ._validation import check_constraints, is_positive_int
 from .strategy import InfluenceQueryStrategy
 
 __all__ = ["InfluenceSampling"]
+
+#: InfluenceSampling's own parameter (the forwarded ones are InfluenceQueryStrategy's to check).
+_CONSTRAINTS = {"scoring_batch_size": (is_positive_int, "an integer >= 1")}
 
 #: InfluenceQueryStrategy options InfluenceSampling forwards under the same name.
 _FORWARDED = (
@@ -121,19 +124,17 @@ parameters, adapter, selection, device, scoring, progress, autocast
 
     Examples
     --------
-    >>> import numpy as np, torch
+    One query over ``X``, of which the first 20 samples are labelled:
+
     >>> from skactiveml.classifier import SkorchClassifier
     >>> from skactiveml.utils import MISSING_LABEL
     >>> from skisal.skactiveml import InfluenceSampling
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randn(60, 4).astype(np.float32)
-    >>> y_true = (X[:, 0] > 0).astype(float)
-    >>> y = np.full(60, MISSING_LABEL)
-    >>> y[:20] = y_true[:20]
+    >>> y_partial = np.full(60, MISSING_LABEL)
+    >>> y_partial[:20] = y[:20]
     >>> clf = SkorchClassifier(torch.nn.Linear(4, 2), classes=[0.0, 1.0], random_state=0,
     ...     neural_net_param_dict=dict(max_epochs=5, train_split=None, verbose=0))
     >>> qs = InfluenceSampling(random_state=0)
-    >>> idx, utilities = qs.query(X, y, clf, batch_size=3, return_utilities=True)
+    >>> idx, utilities = qs.query(X, y_partial, clf, batch_size=3, return_utilities=True)
     >>> idx.shape, utilities.shape, bool(np.isnan(utilities[0, :20]).all())
     ((3,), (3, 60), True)
     """
@@ -240,32 +241,10 @@ parameters, adapter, selection, device, scoring, progress, autocast
         ------
         TypeError
             If ``clf`` is not a ``SkorchClassifier`` or ``fit_clf`` is not a bool.
+        skisal.exceptions.InvalidParameterError
+            For an invalid option, naming it (a ``ValueError`` and a ``TypeError``).
         ValueError
-            For invalid data, options or ``sample_weight``, naming it.
-
-        Examples
-        --------
-        A scikit-activeml loop; the utilities of the first pick are the
-        negated influences of every unlabelled sample:
-
-        >>> import numpy as np, torch
-        >>> from skactiveml.classifier import SkorchClassifier
-        >>> from skactiveml.utils import MISSING_LABEL
-        >>> from skisal.skactiveml import InfluenceSampling
-        >>> rng = np.random.RandomState(0)
-        >>> X = rng.randn(50, 4).astype(np.float32)
-        >>> y_true = np.where(X[:, 0] > 0, "yes", "no")
-        >>> y = np.full(50, None, dtype=object)
-        >>> y[:10] = y_true[:10]
-        >>> clf = SkorchClassifier(torch.nn.Linear(4, 2), classes=["no", "yes"],
-        ...     missing_label=None, neural_net_param_dict=dict(max_epochs=5,
-        ...     train_split=None, verbose=0))
-        >>> qs = InfluenceSampling(X[40:], y_true[40:], missing_label=None, random_state=0)
-        >>> for _ in range(2):
-        ...     idx = qs.query(X, y, clf, batch_size=5)
-        ...     y[idx] = y_true[idx]  # the annotator labels them
-        >>> int((y != None).sum())  # noqa: E711
-        20
+            For invalid data or ``sample_weight``, naming it.
         """
         X, y, candidates, batch_size, return_utilities = self._validate_data(
             X, y, candidates, batch_size, return_utilities, reset=True
@@ -276,10 +255,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
         check_type(fit_clf, "fit_clf", bool)
         labeled = is_labeled(y, self.missing_label_)
         self._check_sample_weight(sample_weight, len(X), labeled)
-        if not is_positive_int(self.scoring_batch_size):
-            raise ValueError(
-                f"scoring_batch_size must be an integer >= 1; got {self.scoring_batch_size!r}."
-            )
+        check_constraints(self, _CONSTRAINTS)
         fit_seed, solver_seed = self.random_state_.randint(2**31 - 1, size=2)
         influence = self._influence_strategy(int(solver_seed))
         influence._validate_params()  # invalid options fail even when nothing is scored
@@ -304,7 +280,9 @@ parameters, adapter, selection, device, scoring, progress, autocast
             utilities[mapping] = utilities_cand
         if order is None:
             return simple_batch(
-                utilities, self.random_state_, batch_size=batch_size,
+                utilities,
+                self.random_state_,
+                batch_size=batch_size,
                 return_utilities=return_utilities,
             )
         return self._diverse_batch(utilities, order, mapping, return_utilities)
