@@ -13,23 +13,42 @@ and pandas (:mod:`skisal.modal_compat`; ``SKISAL_MODAL_COMPAT=0`` turns that off
 """
 
 from . import modal_compat
-from .adapters import ModelAdapter, SkorchClassifierAdapter, resolve_adapter
+from .adapters import ModelAdapter, SkorchClassifierAdapter, register_adapter, resolve_adapter
 from .baselines import CoresetSampling, RandomSampling, gradient_similarity
 from .engine import InfluenceDiagnostics, SolverReport
-from .exceptions import NonFiniteScoreError, SolverDivergenceError
+from .exceptions import (
+    InvalidParameterError,
+    NonFiniteScoreError,
+    SkisalError,
+    SolverDivergenceError,
+)
 from .strategy import InfluenceQueryStrategy
 
 __version__ = "0.1.0"
 
 modal_compat._apply_on_import()
 
+# A bare torchvision detector resolves after `import skisal` alone: class paths and a
+# "module:attribute" adapter import neither torchvision nor skisal.detection until needed.
+register_adapter(
+    (
+        "torchvision.models.detection.fcos.FCOS",
+        "torchvision.models.detection.retinanet.RetinaNet",
+        "torchvision.models.detection.faster_rcnn.FasterRCNN",
+    ),
+    "skisal.detection:DetectionAdapter",
+    default=True,
+)
+
 __all__ = [
     "CoresetSampling",
     "InfluenceDiagnostics",
     "InfluenceQueryStrategy",
+    "InvalidParameterError",
     "ModelAdapter",
     "NonFiniteScoreError",
     "RandomSampling",
+    "SkisalError",
     "SkorchClassifierAdapter",
     "SolverDivergenceError",
     "SolverReport",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from modAL.models import ActiveLearner
+
 from conftest import (
     assert_module_unchanged,
     requires_modal_041,
     run_with_modal_041,
     snapshot_module,
 )
-from modAL.models import ActiveLearner
-
 from skisal import InfluenceQueryStrategy, RandomSampling
 from skisal.detection import (
     DetectionAdapter,
@@ -98,6 +98,18 @@ def test_influence_of_an_image_does_not_depend_on_its_batch(data, fitted):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+def test_scores_of_a_pool_equal_its_images_scored_one_at_a_time(data, fitted, name):
+    # Every image runs through the network alone, as a batch of one: its score is the same
+    # to the last bit whatever else is in the pool (s_test = grad l(R) keeps this quick).
+    X, _ = data
+    strategy = _strategy(data, batch_size=4, inverse_hvp="identity")
+    together = strategy.influence(fitted[name], X[40:45])
+    alone = [strategy.influence(fitted[name], X[i : i + 1])[0] for i in range(40, 45)]
+    assert np.abs(together).max() > 0
+    np.testing.assert_array_equal(together, alone)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_frozen_features_give_the_same_influence_as_the_whole_network(data, fitted, name):
     # Frozen: backbone, FPN and (one-stage) head towers computed once; the final layers rerun.
     X, _ = data
@@ -118,12 +130,27 @@ def test_head_outputs_from_cached_towers_equal_the_whole_head(data, name):
     batch = frozen.get_inputs(module, X, np.arange(3), torch.device("cpu"))
     with torch.no_grad():
         encoded = frozen.encode(module, module, batch)
-        assert all(group.towers is not None for group in encoded.groups)
+        assert encoded.towers is not None and len(encoded.towers) == 3  # one per image
         ours = frozen.forward(module, module, encoded)
         theirs = whole.forward(module, module, batch)
     assert set(ours) == set(theirs)
     for key in ours.keys() - {"context"}:
         torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+
+
+def test_encoded_batches_count_their_features_against_the_cache(data, fitted):
+    X, _ = data
+    module, adapter = fitted["fcos_small"].module_, DetectionAdapter(feature_cache_mb=2)
+    assert adapter.input_cache_bytes == 2 * 2**20
+    assert DetectionAdapter(freeze_features=False).input_cache_bytes == 0  # nothing encoded
+    batch = adapter.get_inputs(module, X, np.arange(2), torch.device("cpu"))
+    assert adapter.encoded_nbytes(batch) == 0
+    with torch.no_grad():
+        encoded = adapter.encode(module, module, batch)
+    tensors = [f for levels in encoded.features for f in levels]
+    tensors += [t for pair in encoded.towers for side in pair for t in side]
+    tensors += encoded.context.anchors
+    assert adapter.encoded_nbytes(encoded) == sum(t.numel() * 4 for t in tensors) > 0
 
 
 def test_cached_features_give_the_same_s_test_as_recomputed_ones(data, fitted):
@@ -318,6 +345,15 @@ def test_score_is_torchmetrics_map(data, fitted, monkeypatch):
     assert detector.score(X[60:], y[60:]) == pytest.approx(1.0)
 
 
+def test_score_without_any_ground_truth_box_is_refused(data, fitted):
+    # torchmetrics would report -1, a number that would be averaged unnoticed.
+    X, _ = data
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    no_boxes = as_object_array([empty, empty])
+    with pytest.raises(ValueError, match=r"y holds no ground-truth box .*COCO mAP is undefined"):
+        fitted["fcos_small"].score(X[:2], no_boxes)
+
+
 def test_small_models_resize_for_small_images_unless_told_otherwise():
     from skisal.detection import SMALL_IMAGE_SIZE, build_detector
 
@@ -393,6 +429,16 @@ def test_bad_parameters_are_refused_by_name(data):
         _strategy(data, adapter=DetectionAdapter(score_threshold=2)).influence(
             _detector("fcos_small", epochs=1).fit(X[:2], y[:2]), X[40:42]
         )
+
+
+def test_adapter_refuses_estimators_that_are_not_detectors(data, fitted):
+    adapter = DetectionAdapter()
+    with pytest.raises(TypeError, match="scores a skisal TorchvisionDetector or a torchvision"):
+        adapter.check_estimator(RandomSampling())
+    with pytest.raises(TypeError, match="supports torchvision FCOS, RetinaNet and Faster R-CNN"):
+        adapter.check_estimator(torch.nn.Linear(2, 2))
+    adapter.check_estimator(fitted["fasterrcnn_small"])
+    adapter.check_estimator(fitted["fasterrcnn_small"].module_)
 
 
 def test_query_refuses_bad_pools_and_unfitted_detectors(data, fitted):

@@ -79,9 +79,7 @@ def state(clf) -> dict:
     """What a query must leave unchanged: attributes and, when fitted, every weight."""
     out = {"keys": sorted(vars(clf))}
     if hasattr(clf, "neural_net_"):
-        out["weights"] = {
-            k: v.clone() for k, v in clf.neural_net_.module_.state_dict().items()
-        }
+        out["weights"] = {k: v.clone() for k, v in clf.neural_net_.module_.state_dict().items()}
         out["training"] = clf.neural_net_.module_.training
     return out
 
@@ -323,8 +321,12 @@ def test_one_labelled_sample(data):
 # -- labels of any type ---------------------------------------------------------------
 @pytest.mark.parametrize(
     "missing_label,classes,dtype",
-    [(np.nan, [1.0, 2.0, 3.0], float), (0, [1, 2, 3], int), (None, ["A", "B", "C"], object),
-     ("", ["A", "B", "C"], str)],
+    [
+        (np.nan, [1.0, 2.0, 3.0], float),
+        (0, [1, 2, 3], int),
+        (None, ["A", "B", "C"], object),
+        ("", ["A", "B", "C"], str),
+    ],
 )
 def test_labels_of_any_type_match_their_index_encoding(data, missing_label, classes, dtype):
     y = np.full(40, missing_label, dtype=dtype)
@@ -332,16 +334,14 @@ def test_labels_of_any_type_match_their_index_encoding(data, missing_label, clas
     X_ref = data["X"][12:20]
     y_ref = np.asarray(classes, dtype=dtype)[Y_TRUE[12:20]]
     common = dict(X=data["X"], batch_size=3, return_utilities=True)
-    encoded = dict(
-        y=np.r_[Y_TRUE[:12], np.full(28, -1)], clf=make_clf((0, 1, 2), missing_label=-1)
-    )
+    encoded = dict(y=np.r_[Y_TRUE[:12], np.full(28, -1)], clf=make_clf((0, 1, 2), missing_label=-1))
     kwargs = dict(inverse_hvp="exact", random_state=0)
     id1, u1 = InfluenceSampling(X_ref, y_ref, missing_label=missing_label, **kwargs).query(
         y=y, clf=make_clf(classes, missing_label=missing_label), **common
     )
-    id2, u2 = InfluenceSampling(
-        X_ref, Y_TRUE[12:20], missing_label=-1, **kwargs
-    ).query(**encoded, **common)
+    id2, u2 = InfluenceSampling(X_ref, Y_TRUE[12:20], missing_label=-1, **kwargs).query(
+        **encoded, **common
+    )
     np.testing.assert_array_equal(id1, id2)
     np.testing.assert_allclose(u1, u2, rtol=1e-6)
 
@@ -361,7 +361,9 @@ def test_influence_query_strategy_resolves_a_skorch_classifier(data):
         clf, data["X"][12:], X_labeled=data["X"][:12], y_labeled=data["y"][:12]
     )
     direct = InfluenceQueryStrategy(random_state=0).influence(
-        clf.neural_net_, data["X"][12:], X_labeled=data["X"][:12],
+        clf.neural_net_,
+        data["X"][12:],
+        X_labeled=data["X"][:12],
         y_labeled=data["y"][:12].astype(int),
     )
     np.testing.assert_allclose(scores, direct, rtol=1e-12, atol=1e-15)

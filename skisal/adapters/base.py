@@ -19,20 +19,21 @@ form in pool scoring's innermost step.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 
 from .._validation import check_data, check_same_sample_shape
-from ..engine._trees import detached_leaf_copy, differentiable, tree_leaves
+from ..engine.trees import detached_leaf_copy, differentiable, tree_leaves
 
 __all__ = ["ModelAdapter"]
 
 
-class ModelAdapter(ABC):
+class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
     """Base class of the model-family adapters.
 
     Methods receive the user's ``estimator`` (never modified) so that one
@@ -40,13 +41,19 @@ class ModelAdapter(ABC):
     round. Outputs may be a tensor or a tuple/list/dict of tensors whose first
     dimension is the batch.
 
+    An adapter is a scikit-learn estimator without ``fit``: its ``__init__``
+    stores each parameter under its own name and does nothing else (values are
+    checked where they are used, in :meth:`check_estimator`), so
+    ``get_params``, ``set_params``, :func:`sklearn.base.clone` and the repr
+    work, and so does a strategy's ``set_params(adapter__<parameter>=...)``.
+    Adapters keep no state between calls.
+
     Examples
     --------
     An adapter for a bare ``nn.Module`` classifier on arrays: the five
     abstract methods suffice (:class:`SkorchClassifierAdapter` adds the checks
     and skorch's conventions):
 
-    >>> import numpy as np, torch
     >>> from torch import nn
     >>> from skisal import InfluenceQueryStrategy, ModelAdapter
     >>> class ModuleAdapter(ModelAdapter):
@@ -61,13 +68,10 @@ class ModelAdapter(ABC):
     ...     def pseudo_label_loss(self, estimator, outputs):
     ...         labels = outputs.detach().argmax(dim=1)  # top-1 prediction, fixed
     ...         return self.per_sample_loss(estimator, outputs, labels)
-    >>> _ = torch.manual_seed(0)
-    >>> X = np.random.RandomState(0).randn(30, 3).astype(np.float32)
-    >>> y = (X[:, 0] > 0).astype(np.int64)
-    >>> strategy = InfluenceQueryStrategy(X[:10], y[:10], adapter=ModuleAdapter(),
-    ...     X_labeled=X[10:20], y_labeled=y[10:20])
-    >>> strategy.influence(nn.Linear(3, 2), X[20:]).shape
-    (10,)
+    >>> strategy = InfluenceQueryStrategy(X_reference, y_reference, adapter=ModuleAdapter(),
+    ...     X_labeled=X_labeled, y_labeled=y_labeled)
+    >>> strategy.influence(net.module_, X_pool).shape  # the fitted net's bare module
+    (30,)
     """
 
     #: Parameter selection used when the strategy's ``parameters`` is None.
@@ -88,7 +92,8 @@ class ModelAdapter(ABC):
     def check_estimator(self, estimator: Any) -> None:
         """Raise if ``estimator`` cannot be scored (wrong type, not fitted).
 
-        The default accepts any estimator.
+        The strategy calls it first in every query: the place to check the
+        adapter's own parameters too. The default accepts any estimator.
 
         Parameters
         ----------
@@ -97,22 +102,12 @@ class ModelAdapter(ABC):
 
         Raises
         ------
+        ValueError
+            If a parameter of the adapter is invalid.
         TypeError
             If the estimator is not of the family this adapter handles.
         sklearn.exceptions.NotFittedError
             If the estimator is not fitted.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss)
-        >>> SkorchClassifierAdapter().check_estimator(net)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        skorch.exceptions.NotInitializedError: This NeuralNetClassifier instance is not ...
         """
         return None
 
@@ -129,17 +124,6 @@ class ModelAdapter(ABC):
         -------
         torch.nn.Module
             The user's module; the engine never writes to it.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.get_module(net) is net.module_
-        True
         """
 
     def get_device(self, estimator: Any) -> torch.device:
@@ -154,17 +138,6 @@ class ModelAdapter(ABC):
         -------
         torch.device
             Where the engine computes unless the strategy's ``device`` says otherwise.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.get_device(net)
-        device(type='cpu')
         """
         return next(self.get_module(estimator).parameters()).device
 
@@ -180,13 +153,6 @@ class ModelAdapter(ABC):
         -------
         int
             ``len(X)`` by default.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skisal import SkorchClassifierAdapter
-        >>> SkorchClassifierAdapter().n_samples(np.zeros((5, 4)))
-        5
         """
         return len(X)
 
@@ -213,19 +179,6 @@ class ModelAdapter(ABC):
         -------
         object
             What :meth:`encode` and :meth:`forward` receive.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> X = np.zeros((10, 4), dtype=np.float64)
-        >>> batch = adapter.get_inputs(net, X, np.arange(3), torch.device("cpu"))
-        >>> batch.shape, batch.dtype  # in the module's dtype
-        (torch.Size([3, 4]), torch.float32)
         """
 
     @abstractmethod
@@ -247,17 +200,6 @@ class ModelAdapter(ABC):
         -------
         object
             What :meth:`per_sample_loss` receives as ``targets``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.get_targets(net, np.array([2, 0, 1]), np.array([0, 2]), torch.device("cpu"))
-        tensor([2, 1])
         """
 
     def encode(self, estimator: Any, module: nn.Module, inputs: Any) -> Any:
@@ -281,14 +223,6 @@ class ModelAdapter(ABC):
         -------
         object
             What :meth:`forward` receives; ``inputs`` itself by default.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal import SkorchClassifierAdapter
-        >>> inputs = torch.zeros(2, 4)
-        >>> SkorchClassifierAdapter().encode(None, torch.nn.Linear(4, 3), inputs) is inputs
-        True
         """
         return inputs
 
@@ -304,13 +238,6 @@ class ModelAdapter(ABC):
         -------
         int
             Bytes; 0 by default (with ``input_cache_bytes = 0`` nothing is cached).
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal import SkorchClassifierAdapter
-        >>> SkorchClassifierAdapter().encoded_nbytes(torch.zeros(2, 4))
-        0
         """
         return 0
 
@@ -332,16 +259,6 @@ class ModelAdapter(ABC):
         ------
         ValueError
             If a parameter cannot be differentiated through this adapter.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.check_parameters(net, ["weight", "bias"])  # any parameter is fine
         """
         return None
 
@@ -369,21 +286,6 @@ class ModelAdapter(ABC):
         ------
         TypeError, ValueError
             Naming ``argument``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.check_inputs(net, [[0.0, 1.0, 2.0, 3.0]], "X_pool").shape
-        (1, 4)
-        >>> adapter.check_inputs(net, None, "X_pool")
-        Traceback (most recent call last):
-        ...
-        TypeError: X_pool must be an array-like or torch.Tensor, got None.
         """
         return check_data(X, argument, allow_non_numeric=hasattr(estimator, "steps"))
 
@@ -407,17 +309,6 @@ class ModelAdapter(ABC):
         ------
         ValueError
             If the samples are not compatible.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skisal import SkorchClassifierAdapter
-        >>> X_pool, X_reference = np.zeros((5, 3)), np.zeros((2, 4))
-        >>> SkorchClassifierAdapter().check_compatible(X_pool, "X_pool", X_reference,
-        ...     "X_reference")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: X_pool has samples of shape (3,), but X_reference has samples of shape (4,): ...
         """
         check_same_sample_shape(X, argument, reference, reference_name)
 
@@ -438,17 +329,6 @@ class ModelAdapter(ABC):
         object
             The outputs: a tensor, or a tuple/list/dict of tensors with the
             batch first; ``module(inputs)`` by default.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.forward(net, net.module_, torch.zeros(2, 4)).shape
-        torch.Size([2, 3])
         """
         return module(inputs)
 
@@ -472,18 +352,6 @@ class ModelAdapter(ABC):
         -------
         torch.Tensor of shape (n,)
             Differentiable with respect to ``outputs``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-        >>> adapter.per_sample_loss(net, outputs, torch.tensor([0, 1]))
-        tensor([0.2395, 1.0986])
         """
 
     @abstractmethod
@@ -504,18 +372,6 @@ class ModelAdapter(ABC):
         -------
         torch.Tensor of shape (n,)
             Differentiable with respect to ``outputs``.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-        >>> adapter.pseudo_label_loss(net, outputs)  # against classes 0 and 1
-        tensor([0.2395, 0.0949])
         """
 
     def pseudo_label_derivative(self, estimator: Any, outputs: Any, tangents: Any) -> torch.Tensor:
@@ -544,22 +400,6 @@ class ModelAdapter(ABC):
         -------
         torch.Tensor of shape (n,)
             In the dtype of ``outputs``.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import ModelAdapter, SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], dtype=torch.float64)
-        >>> tangents = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-        >>> by_autograd = ModelAdapter.pseudo_label_derivative(adapter, net, outputs, tangents)
-        >>> by_autograd
-        tensor([-0.2130,  0.0453], dtype=torch.float64)
-        >>> torch.allclose(adapter.pseudo_label_derivative(net, outputs, tangents), by_autograd)
-        True
         """
         with torch.enable_grad():
             leaves = detached_leaf_copy(outputs)
@@ -597,13 +437,6 @@ class ModelAdapter(ABC):
         -------
         dict of str to torch.Tensor
             Empty by default.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal import SkorchClassifierAdapter
-        >>> SkorchClassifierAdapter().pseudo_label_summary(None, torch.zeros(2, 3))
-        {}
         """
         return {}
 
@@ -637,21 +470,5 @@ class ModelAdapter(ABC):
         ------
         ValueError, TypeError
             If the targets cannot be scored by this model.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> adapter = SkorchClassifierAdapter()
-        >>> probe = net.module_(torch.zeros(1, 4))
-        >>> adapter.check_targets(net, [2.0, 0.0], "y_labeled", probe)
-        array([2, 0])
         """
         return y
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({params})"

@@ -40,7 +40,6 @@ def is_skactiveml_skorch(estimator: Any) -> bool:
 
     Examples
     --------
-    >>> import torch
     >>> from skactiveml.classifier import SkorchClassifier
     >>> is_skactiveml_skorch(SkorchClassifier(torch.nn.Linear(4, 2)))
     True
@@ -72,20 +71,25 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
     --------
     :func:`~skisal.resolve_adapter` picks it for a ``SkorchClassifier``:
 
-    >>> import numpy as np, torch
     >>> from skactiveml.classifier import SkorchClassifier
     >>> from skisal import resolve_adapter
     >>> clf = SkorchClassifier(torch.nn.Linear(4, 3), classes=["a", "b", "c"],
     ...     missing_label="", neural_net_param_dict=dict(max_epochs=2, train_split=None,
     ...     verbose=0))
-    >>> X = np.random.RandomState(0).randn(9, 4).astype(np.float32)
-    >>> clf = clf.fit(X, np.array(list("abcabcabc")))
+    >>> clf = clf.fit(X[:9], np.array(list("abcabcabc")))
     >>> adapter = resolve_adapter(clf)
     >>> adapter
-    SkactivemlSkorchAdapter(top_k=1)
+    SkactivemlSkorchAdapter()
+
+    It speaks the classifier's own labels, and refuses its missing label:
+
     >>> probe = adapter.forward(clf, adapter.get_module(clf), torch.zeros(1, 4))
     >>> adapter.check_targets(clf, ["c", "a"], "y_reference", probe)
     array([2, 0])
+    >>> adapter.check_targets(clf, ["c", ""], "y_reference", probe)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: y_reference holds the missing label '' in 1 sample(s) (first rows: [1]); ...
     """
 
     def _wrapper(self, estimator: Any) -> Any:
@@ -109,16 +113,6 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
             ``CrossEntropyLoss`` nor ``NLLLoss``, or several outputs feed it.
         sklearn.exceptions.NotFittedError
             If it has not been fitted.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skactiveml.classifier import SkorchClassifier
-        >>> clf = SkorchClassifier(torch.nn.Linear(4, 2))
-        >>> SkactivemlSkorchAdapter().check_estimator(clf)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        sklearn.exceptions.NotFittedError: the SkorchClassifier is not fitted: ...
         """
         wrapper = self._wrapper(estimator)
         if not is_skactiveml_skorch(wrapper):
@@ -193,22 +187,6 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
         ValueError
             If a label is missing (the wrapper's ``missing_label``) or unknown
             to the classifier.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skactiveml.classifier import SkorchClassifier
-        >>> clf = SkorchClassifier(torch.nn.Linear(2, 2), classes=[3, 7], missing_label=-1,
-        ...     neural_net_param_dict=dict(max_epochs=1, train_split=None, verbose=0))
-        >>> clf = clf.fit(np.zeros((3, 2), dtype=np.float32), np.array([3, 7, -1]))
-        >>> adapter = SkactivemlSkorchAdapter()
-        >>> adapter.check_targets(clf, [7, 3, 7], "y_reference", torch.zeros(1, 2))
-        array([1, 0, 1])
-        >>> adapter.check_targets(clf, [7, -1], "y_reference", torch.zeros(1, 2))
-        Traceback (most recent call last):
-        ...
-        ValueError: y_reference holds the missing label -1 in 1 sample(s) (first rows: [1]); \
-pass labelled samples only.
         """
         wrapper = self._wrapper(estimator)
         labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)

@@ -9,7 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import rows_as_array, take_rows, to_index_labels
+from .._validation import (
+    check_constraints,
+    is_positive_int,
+    rows_as_array,
+    take_rows,
+    to_index_labels,
+)
 from ..engine.model import evaluation_mode
 from .base import ModelAdapter
 
@@ -19,6 +25,9 @@ _CLASSIFICATION_CRITERIA = (nn.CrossEntropyLoss, nn.NLLLoss)
 
 #: Rows of the reference and labelled sets whose outputs :meth:`check_targets` checks.
 _CHECKED_ROWS = 4
+
+#: name -> (check, what was expected); checked at query time, as scikit-learn does.
+_CONSTRAINTS = {"top_k": (is_positive_int, "a positive integer")}
 
 
 def _output_problems(kind: str, outputs: torch.Tensor) -> list[str]:
@@ -103,27 +112,33 @@ class SkorchClassifierAdapter(ModelAdapter):
     Examples
     --------
     The strategy resolves this adapter by itself for skorch nets; pass one to
-    change ``top_k``:
+    change ``top_k``. It composes like any scikit-learn estimator:
 
     >>> from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
     >>> strategy = InfluenceQueryStrategy(adapter=SkorchClassifierAdapter(top_k=2))
+    >>> strategy.set_params(adapter__top_k=3).adapter
+    SkorchClassifierAdapter(top_k=3)
 
-    What the engine asks of it, on a fitted net:
+    What the engine asks of it, on a fitted net with three classes:
 
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
-    >>> X = np.random.RandomState(0).randn(30, 4).astype(np.float32)
-    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-    ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
-    ...     train_split=None, verbose=0).fit(X, np.arange(30) % 3)
+    >>> net3 = make_net(module__out_features=3).fit(X_labeled, np.arange(20) % 3)
     >>> adapter = SkorchClassifierAdapter(top_k=2)
-    >>> adapter.check_estimator(net)  # fitted, with a supported criterion
-    >>> inputs = adapter.get_inputs(net, X, np.arange(5), torch.device("cpu"))
-    >>> outputs = adapter.forward(net, net.module_, inputs)  # logits
-    >>> adapter.per_sample_loss(net, outputs, torch.tensor([0, 1, 2, 0, 1])).shape
+    >>> adapter.check_estimator(net3)  # fitted, with a supported criterion
+    >>> inputs = adapter.get_inputs(net3, X_pool, np.arange(5), torch.device("cpu"))
+    >>> outputs = adapter.forward(net3, net3.module_, inputs)  # logits
+    >>> adapter.per_sample_loss(net3, outputs, torch.tensor([0, 1, 2, 0, 1])).shape
     torch.Size([5])
-    >>> adapter.pseudo_label_loss(net, outputs).shape  # against the top-2 classes
+    >>> adapter.pseudo_label_loss(net3, outputs).shape  # against the top-2 classes
     torch.Size([5])
+
+    Outputs that do not suit the criterion are refused, with the fix (here
+    logits under ``NeuralNetClassifier``'s ``NLLLoss``):
+
+    >>> nll_net = make_net(criterion=torch.nn.NLLLoss).initialize()
+    >>> adapter.check_outputs(nll_net, torch.tensor([[-1.0, 3.7]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the NeuralNetClassifier ... not probabilities: ... refit the net with criterion=...
     """
 
     def __init__(self, top_k: int = 1) -> None:
@@ -150,23 +165,10 @@ class SkorchClassifierAdapter(ModelAdapter):
             or its criterion is not ``CrossEntropyLoss`` or ``NLLLoss``.
         sklearn.exceptions.NotFittedError
             If the net is not fitted (skorch's ``NotInitializedError``).
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skorch import NeuralNet
-        >>> from skisal import SkorchClassifierAdapter
-        >>> regressor = NeuralNet(torch.nn.Linear, module__in_features=4, module__out_features=1,
-        ...     criterion=torch.nn.MSELoss).initialize()
-        >>> SkorchClassifierAdapter().check_estimator(regressor)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        TypeError: the skorch net's criterion is MSELoss; SkorchClassifierAdapter supports ...
         """
         from skorch import NeuralNet
 
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {self.top_k!r}.")
+        check_constraints(self, _CONSTRAINTS)
         net = self._net(estimator)
         if not isinstance(net, NeuralNet):
             raise TypeError(
@@ -198,19 +200,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.nn.Module
             The network, not a copy.
-
-        Examples
-        --------
-        >>> from sklearn.pipeline import make_pipeline
-        >>> from sklearn.preprocessing import StandardScaler
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> pipeline = make_pipeline(StandardScaler(), net)
-        >>> SkorchClassifierAdapter().get_module(pipeline) is net.module_
-        True
         """
         return self._net(estimator).module_
 
@@ -239,23 +228,6 @@ class SkorchClassifierAdapter(ModelAdapter):
             batches are C-ordered copies of the rows (copied once more only
             when taking the rows did not already give one), so every layout
             gives the module the same tensor.
-
-        Examples
-        --------
-        >>> from sklearn.pipeline import make_pipeline
-        >>> from sklearn.preprocessing import StandardScaler
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> X = np.arange(20.0).reshape(5, 4)
-        >>> pipeline = make_pipeline(StandardScaler().fit(X), net)
-        >>> batch = SkorchClassifierAdapter().get_inputs(pipeline, X, np.array([0, 4]),
-        ...                                              torch.device("cpu"))
-        >>> batch  # scaled by the Pipeline's first step, in float32
-        tensor([[-1.4142, -1.4142, -1.4142, -1.4142],
-                [ 1.4142,  1.4142,  1.4142,  1.4142]])
         """
         preprocess, _ = _split_pipeline(estimator)
         rows = take_rows(X, indices)
@@ -291,14 +263,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of int64
             The batch's labels.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skisal import SkorchClassifierAdapter
-        >>> y = torch.tensor([2, 0, 1], dtype=torch.int32)
-        >>> SkorchClassifierAdapter().get_targets(None, y, np.array([2, 0]), torch.device("cpu"))
-        tensor([1, 2])
         """
         labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         return torch.as_tensor(labels[indices], dtype=torch.long).to(device)
@@ -338,22 +302,6 @@ class SkorchClassifierAdapter(ModelAdapter):
             log-probabilities (``NeuralNet``) its ``NLLLoss`` expects.
         TypeError
             If the labels are not integer class indices.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> probe = net.module_(torch.zeros(1, 4))  # 3 classes
-        >>> SkorchClassifierAdapter().check_targets(net, [0, 2, 1], "y_reference", probe)
-        array([0, 2, 1])
-        >>> adapter = SkorchClassifierAdapter(top_k=3)  # as many as the classes
-        >>> adapter.check_targets(net, [0, 2, 1], "y_reference", probe)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: top_k=3 must be smaller than the number of classes (3): ...
         """
         n_classes = int(probe_outputs.shape[1])
         if self.top_k >= n_classes:
@@ -410,20 +358,6 @@ class SkorchClassifierAdapter(ModelAdapter):
             Naming the criterion, what is wrong with the outputs, and the fix
             (``criterion=torch.nn.CrossEntropyLoss`` for a module that returns
             logits).
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3).initialize()  # skorch's default NLLLoss
-        >>> adapter = SkorchClassifierAdapter()
-        >>> adapter.check_outputs(net, torch.tensor([[0.2, 0.3, 0.5]]))  # probabilities
-        >>> adapter.check_outputs(net, torch.tensor([[-1.0, 0.5, 3.7]]))  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: the NeuralNetClassifier trains with NLLLoss, ... values outside [0, 1] ...
         """
         kind = self._outputs_kind(estimator)
         if kind == "logits":
@@ -473,16 +407,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         ------
         TypeError
             If the module does not return a two-dimensional tensor.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal import SkorchClassifierAdapter
-        >>> class WithFeatures(torch.nn.Module):  # returns (logits, features)
-        ...     def forward(self, X):
-        ...         return X[:, :3], X
-        >>> SkorchClassifierAdapter().forward(None, WithFeatures(), torch.zeros(2, 5)).shape
-        torch.Size([2, 3])
         """
         out = module(**inputs) if isinstance(inputs, dict) else module(inputs)
         out = self._scored_output(estimator, out) if isinstance(out, tuple | list) else out
@@ -526,18 +450,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n, n_classes)
             Probabilities.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> logits = torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
-        >>> SkorchClassifierAdapter().probabilities(net, logits)  # softmax of logits
-        tensor([[0.3333, 0.3333, 0.3333],
-                [0.7870, 0.1065, 0.1065]])
         """
         kind = self._outputs_kind(estimator)
         if kind == "logits":
@@ -576,20 +488,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n,)
             As skorch's ``get_loss`` computes it, before the reduction.
-
-        Examples
-        --------
-        ``NeuralNetClassifier``'s default ``NLLLoss`` on a module that returns
-        probabilities: the loss is ``-log p`` of the true class.
-
-        >>> import torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Sequential(torch.nn.Linear(4, 2),
-        ...     torch.nn.Softmax(dim=-1))).initialize()
-        >>> probabilities = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
-        >>> SkorchClassifierAdapter().per_sample_loss(net, probabilities, torch.tensor([0, 0]))
-        tensor([0.6931, 0.1054])
         """
         log_input = self._log_input(estimator, outputs)
         return self._criterion(estimator, log_input)(log_input, targets)
@@ -612,19 +510,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n,)
             The weighted per-sample losses.
-
-        Examples
-        --------
-        >>> import numpy as np, torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> logits = torch.tensor([[2.0, 1.0, 0.0]])
-        >>> SkorchClassifierAdapter(top_k=1).pseudo_label_loss(net, logits)  # class 0
-        tensor([0.4076])
-        >>> SkorchClassifierAdapter(top_k=2).pseudo_label_loss(net, logits)  # classes 0 and 1
-        tensor([0.6765])
         """
         log_input = self._log_input(estimator, outputs)
         criterion = self._criterion(estimator, log_input)
@@ -675,18 +560,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         -------
         torch.Tensor of shape (n,)
             ``<d l_uuic / d outputs, tangents>`` per sample.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skorch import NeuralNetClassifier
-        >>> from skisal import SkorchClassifierAdapter
-        >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=4,
-        ...     module__out_features=3, criterion=torch.nn.CrossEntropyLoss).initialize()
-        >>> logits = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
-        >>> along_class_0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
-        >>> SkorchClassifierAdapter().pseudo_label_derivative(net, logits, along_class_0)
-        tensor([-0.2130], dtype=torch.float64)
         """
         criterion = self._net(estimator).criterion_
         plain = (

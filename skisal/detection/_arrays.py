@@ -1,4 +1,4 @@
-"""Collections of variable-size images and target dicts that modAL can stack."""
+"""Images and target dicts: object arrays that modAL can stack, and tensors for the model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["as_object_array"]
+__all__ = ["as_object_array", "target_to", "to_tensor"]
 
 
 def as_object_array(items: Iterable[Any]) -> np.ndarray:
@@ -41,3 +42,29 @@ def as_object_array(items: Iterable[Any]) -> np.ndarray:
     for i, item in enumerate(items):
         out[i] = item
     return out
+
+
+def to_tensor(image: Any, device: torch.device) -> torch.Tensor:
+    """An image as a float32 tensor on ``device`` (not copied if it already is one)."""
+    tensor = torch.as_tensor(image)
+    if tensor.dtype != torch.float32:
+        tensor = tensor.float()
+    return tensor.to(device)
+
+
+def target_to(target: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """``boxes`` as float32 ``(k, 4)`` and ``labels`` as int64 on ``device``."""
+    boxes = torch.as_tensor(
+        np.asarray(target["boxes"])
+        if isinstance(target["boxes"], list | tuple)
+        else target["boxes"]
+    )
+    labels = torch.as_tensor(
+        np.asarray(target["labels"])
+        if isinstance(target["labels"], list | tuple)
+        else target["labels"]
+    )
+    return {
+        "boxes": boxes.to(device=device, dtype=torch.float32).reshape(-1, 4),
+        "labels": labels.to(device=device, dtype=torch.int64),
+    }

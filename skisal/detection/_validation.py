@@ -20,6 +20,7 @@ _BOUNDS_TOLERANCE = 1.0
 
 
 def _as_sequence(X: Any, name: str, what: str) -> list[Any]:
+    """``X`` as a list of items: a sequence, a 1-D object array, or a stacked 4-D array."""
     if X is None:
         raise TypeError(f"{name} must be a sequence of {what}, got None.")
     if isinstance(X, torch.Tensor | np.ndarray) and X.dtype != object:
@@ -226,6 +227,7 @@ def check_targets(
 
 
 def _as_sequence_of_dicts(y: Any, name: str) -> list[Any]:
+    """``y`` as a list: a sequence or a 1-D object array (of target dicts)."""
     what = "dicts with 'boxes' and 'labels'"
     if y is None or isinstance(y, str | bytes | dict | set | frozenset):
         raise TypeError(f"{name} must be a sequence of {what}, got {type(y).__name__}.")

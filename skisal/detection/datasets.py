@@ -8,7 +8,6 @@ torchvision-style target dicts (``"boxes"`` in absolute ``xyxy`` pixels,
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from skisal.detection._arrays import as_object_array
+from ._arrays import as_object_array
+from ._coco import CocoFile, check_ids, read_rgb
 
 __all__ = ["load_coco", "make_shapes"]
 
@@ -47,6 +47,7 @@ _COLOUR_CANDIDATES = 16
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``, refused by ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}.")
     if value < minimum:
@@ -153,6 +154,7 @@ def _make_one(
     object_size: tuple[int, int],
     noise: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One image with 1 to ``max_objects`` shapes and its target dict."""
     height = rng.randint(image_size[0], image_size[1] + 1)
     width = rng.randint(image_size[0], image_size[1] + 1)
     image, base, delta = _background(rng, height, width)
@@ -290,216 +292,6 @@ def make_shapes(
     return as_object_array(p[0] for p in pairs), as_object_array(p[1] for p in pairs)
 
 
-# ------------------------------------------------------------------------------- COCO
-
-
-def _check_ids(ids: Any, name: str, known: Iterable[int]) -> list[int]:
-    """A list of distinct, known integer ids."""
-    if isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
-        raise TypeError(f"{name} must be a sequence of integer ids, got {ids!r}.")
-    ids = list(ids)
-    for i in ids:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"{name} must hold integer ids, got {i!r}.")
-    ids = [int(i) for i in ids]
-    if not ids:
-        raise ValueError(f"{name} is empty: give at least one id, or None for all.")
-    if len(set(ids)) != len(ids):
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"{name} repeats ids {repeated[:10]}.")
-    unknown = sorted(set(ids) - set(known))
-    if unknown:
-        raise ValueError(f"{name} holds ids {unknown[:10]} that the annotation file lacks.")
-    return ids
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-class _CocoFile:
-    """The parsed, checked content of a COCO annotation file.
-
-    Every problem is reported as a ValueError that names the file, the entry
-    (image or annotation id, and its index) and the fix, before any image is
-    read.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise self.error(
-                f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-                "fix or re-export the file",
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise self.error(f"is not UTF-8 text ({exc.reason})", "give a COCO JSON file") from None
-        if not isinstance(data, dict):
-            raise self.error(
-                f"holds a JSON {type(data).__name__}, not an object",
-                "give a COCO file: an object with 'images', 'annotations' and 'categories'",
-            )
-        self.images = self._list(data, "images", required=True)
-        if not self.images:
-            raise self.error("lists no images", "give a file whose 'images' lists some")
-        self.annotations = self._list(data, "annotations", required=False)
-        # Without categories every annotation would be dropped: refuse rather than
-        # return images that look like background.
-        self.categories = self._list(data, "categories", required=bool(self.annotations))
-        self.imgs = self._index_images()
-        self.cats = self._index_categories()
-        self.img_to_anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.imgs}
-        for k, ann in enumerate(self.annotations):
-            self._check_annotation(k, ann)
-            self.img_to_anns[ann["image_id"]].append(ann)
-
-    def error(self, problem: str, fix: str) -> ValueError:
-        return ValueError(f"annotation_file {str(self.path)!r} {problem}: {fix}.")
-
-    def _list(self, data: dict[str, Any], key: str, *, required: bool) -> list[Any]:
-        if key not in data:
-            if required:
-                what = "annotations need" if key == "categories" else "a COCO file needs"
-                raise self.error(f"has no {key!r} key", f"add it ({what} a list of {key})")
-            return []
-        value = data[key]
-        if not isinstance(value, list):
-            raise self.error(
-                f"has a {key!r} that is a {type(value).__name__}, not a list",
-                f"give a list of {key}",
-            )
-        for k, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise self.error(
-                    f"has {key}[{k}] = {item!r}, not an object", f"give each of {key} as one"
-                )
-        return value
-
-    def _index_images(self) -> dict[int, dict[str, Any]]:
-        imgs: dict[int, dict[str, Any]] = {}
-        for k, img in enumerate(self.images):
-            img_id = img.get("id")
-            where = f"image images[{k}]" + (f" (id {img_id!r})" if "id" in img else "")
-            if not _is_int(img_id):
-                raise self.error(
-                    f"has {where} without an integer 'id'", "give every image a unique integer id"
-                )
-            if img_id in imgs:
-                raise self.error(
-                    f"has the image id {img_id} twice (images[{k}] and an earlier one)",
-                    "give every image a unique id",
-                )
-            name = img.get("file_name")
-            if not isinstance(name, str) or not name or "\x00" in name:
-                raise self.error(
-                    f"has {where} with file_name {name!r}",
-                    "give every image its file name (a path relative to image_dir)",
-                )
-            for key in ("height", "width"):
-                if key in img and not (_is_real(img[key]) and img[key] > 0):
-                    raise self.error(
-                        f"has {where} with {key} {img[key]!r}",
-                        f"give its {key} in pixels, or leave the key out",
-                    )
-            imgs[img_id] = img
-        return imgs
-
-    def _index_categories(self) -> dict[int, dict[str, Any]]:
-        cats: dict[int, dict[str, Any]] = {}
-        for k, cat in enumerate(self.categories):
-            cat_id = cat.get("id")
-            if not _is_int(cat_id):
-                raise self.error(
-                    f"has categories[{k}] without an integer 'id' (got {cat_id!r})",
-                    "give every category a unique integer id",
-                )
-            if cat_id in cats:
-                raise self.error(
-                    f"has the category id {cat_id} twice", "give every category a unique id"
-                )
-            cats[cat_id] = cat
-        return cats
-
-    def _check_annotation(self, k: int, ann: dict[str, Any]) -> None:
-        ann_id = ann.get("id")
-        where = f"annotation annotations[{k}]" + (f" (id {ann_id!r})" if "id" in ann else "")
-        if not _is_int(ann_id):
-            raise self.error(
-                f"has {where} without an integer 'id'",
-                "give every annotation an integer id, as COCO does",
-            )
-        for key, known, section in (
-            ("image_id", self.imgs, "images"),
-            ("category_id", self.cats, "categories"),
-        ):
-            fix = f"one of the ids in the file's {section!r}"
-            if key not in ann:
-                raise self.error(f"has {where} without {key!r}", f"give its {key}, {fix}")
-            if not _is_int(ann[key]) or ann[key] not in known:
-                problem = (
-                    "is not an integer id" if not _is_int(ann[key]) else f"is not in {section}"
-                )
-                raise self.error(
-                    f"has {where} whose {key} {ann[key]!r} {problem}",
-                    f"give {fix}, or remove the annotation",
-                )
-        bbox = ann.get("bbox")
-        if not (
-            isinstance(bbox, list | tuple) and len(bbox) == 4 and all(_is_real(v) for v in bbox)
-        ):
-            raise self.error(
-                f"has {where} with bbox {bbox!r}",
-                "give [x, y, width, height], four numbers in pixels",
-            )
-        if not all(math.isfinite(v) for v in bbox):
-            raise self.error(
-                f"has {where} with a non-finite bbox {bbox!r}",
-                "give [x, y, width, height], four finite numbers",
-            )
-        if ann.get("iscrowd", 0) not in (0, 1):  # a string "0" would read as crowd
-            raise self.error(
-                f"has {where} with iscrowd {ann['iscrowd']!r}", "give 0 or 1, or leave it out"
-            )
-
-    def image_path(self, img_id: int, image_dir: Path, root: Path) -> Path:
-        """The image's path, refused unless it lies under ``image_dir``."""
-        name = self.imgs[img_id]["file_name"]
-        path = image_dir / name
-        # resolve() follows '..' and symbolic links, so neither can leave image_dir.
-        if Path(name).is_absolute() or not path.resolve().is_relative_to(root):
-            raise self.error(
-                f"gives image id {img_id} the file_name {name!r}, which lies outside image_dir "
-                f"{str(image_dir)!r}",
-                "images must lie under image_dir: give file names relative to it, without "
-                "'..', absolute paths or links that lead out of it (or pick another image_dir)",
-            )
-        return path
-
-
-def _read_rgb(path: Path) -> torch.Tensor:
-    """Decode an image file to a float32 (3, H, W) tensor in [0, 1]."""
-    # Pillow, not torchvision.io: torchvision 0.29 deprecated its decoders, and
-    # Pillow is a dependency of torchvision anyway.
-    from PIL import Image
-
-    with Image.open(path) as pil:
-        if pil.mode.startswith("I;16"):
-            # 16-bit greyscale: Pillow's RGB conversion would clip it to 8 bits.
-            grey = np.asarray(pil).astype(np.float32) / 65535.0
-            array = np.repeat(grey[None], 3, axis=0)
-        else:
-            rgb = np.asarray(pil.convert("RGB"))  # greyscale, palette, RGBA, CMYK...
-            array = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(array))
-
-
 def load_coco(
     annotation_file: str | os.PathLike[str],
     image_dir: str | os.PathLike[str],
@@ -591,18 +383,18 @@ def load_coco(
         raise FileNotFoundError(f"image_dir {str(image_dir)!r} is not a directory.")
     # Read and checked here rather than by pycocotools, which fails on a missing
     # key with a bare KeyError and keeps the last of two images with one id.
-    coco = _CocoFile(annotation_file)
+    coco = CocoFile(annotation_file)
     root = image_dir.resolve()
 
     cats = (
         sorted(coco.cats)
         if category_ids is None
-        else _check_ids(category_ids, "category_ids", coco.cats)
+        else check_ids(category_ids, "category_ids", coco.cats)
     )
     label_of = {cat: label for label, cat in enumerate(cats, start=1)}
     class_names = [str(coco.cats[cat].get("name", cat)) for cat in cats]
     file_order = list(coco.imgs)
-    ids = file_order if image_ids is None else _check_ids(image_ids, "image_ids", file_order)
+    ids = file_order if image_ids is None else check_ids(image_ids, "image_ids", file_order)
 
     images, targets = [], []
     n_degenerate, degenerate_images = 0, 0
@@ -611,7 +403,7 @@ def load_coco(
         path = coco.image_path(img_id, image_dir, root)
         if not path.is_file():
             raise FileNotFoundError(f"image file {str(path)!r} (image id {img_id}) does not exist.")
-        image = _read_rgb(path)
+        image = read_rgb(path)
         height, width = int(image.shape[1]), int(image.shape[2])
         expected = (info.get("height", height), info.get("width", width))
         if (height, width) != tuple(expected):

@@ -18,49 +18,15 @@ from tqdm.auto import tqdm
 
 from .._validation import check_constraints, is_non_negative_real, is_positive_int, is_positive_real
 from ..engine.model import batches, evaluation_mode
+from ._arrays import target_to, to_tensor
 from ._validation import check_images, check_targets
-from .models import DETECTOR_NAMES, build_detector
+from .models import DETECTOR_NAMES, build_detector, detector_num_classes
 
+# detector_num_classes lives in .models; still importable from here, where it was defined.
 __all__ = ["TorchvisionDetector", "detector_num_classes"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LR_SCHEDULES = (None, "cosine")
-
-
-def detector_num_classes(module: nn.Module) -> int:
-    """Classes (background included) a torchvision FCOS, RetinaNet or Faster R-CNN predicts.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        The detector.
-
-    Returns
-    -------
-    int
-        Its number of classes, the background label 0 included.
-
-    Raises
-    ------
-    TypeError
-        If the module is none of those families.
-
-    Examples
-    --------
-    >>> from skisal.detection.models import build_detector
-    >>> detector_num_classes(build_detector("retinanet_small", num_classes=5))
-    5
-    """
-    head = getattr(module, "head", None)
-    if head is not None and hasattr(head, "classification_head"):
-        return int(head.classification_head.num_classes)
-    predictor = getattr(getattr(module, "roi_heads", None), "box_predictor", None)
-    if predictor is not None and hasattr(predictor, "cls_score"):
-        return int(predictor.cls_score.out_features)
-    raise TypeError(
-        "model must be a torchvision FCOS, RetinaNet or Faster R-CNN (or a model name), "
-        f"got {type(module).__name__}."
-    )
 
 
 _CONSTRAINTS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -172,12 +138,16 @@ class TorchvisionDetector(BaseEstimator):
     Examples
     --------
     >>> from skisal.detection import TorchvisionDetector, make_shapes
-    >>> X, y = make_shapes(8, random_state=0)
+    >>> images, targets = make_shapes(8, random_state=0)
     >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=64,
-    ...     max_size=128, epochs=1, random_state=0).fit(X, y)
-    >>> detections = detector.predict(X[:2])
+    ...     max_size=128, epochs=1, random_state=0).fit(images, targets)
+    >>> sorted(detector.history_[0])  # FCOS's loss terms and their sum, per epoch
+    ['bbox_ctrness', 'bbox_regression', 'classification', 'loss']
+    >>> detections = detector.predict(images[:2])
     >>> sorted(detections[0])
     ['boxes', 'labels', 'scores']
+    >>> 0.0 <= detector.score(images, targets) <= 1.0  # COCO mAP@[.5:.95]
+    True
     """
 
     def __init__(
@@ -221,14 +191,9 @@ class TorchvisionDetector(BaseEstimator):
         self.random_state = random_state
         self.progress = progress
 
-    # -- skisal -----------------------------------------------------------------
-    def _skisal_adapter(self) -> Any:
-        from .adapter import DetectionAdapter
-
-        return DetectionAdapter()
-
     # -- fitting ------------------------------------------------------------------
     def _validate_params(self) -> None:
+        """Check every parameter, naming the one at fault (at ``fit``, as scikit-learn does)."""
         check_constraints(self, _CONSTRAINTS)
         try:
             torch.device(self.device)
@@ -270,6 +235,7 @@ class TorchvisionDetector(BaseEstimator):
         return module, num_classes
 
     def _make_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        """The optimiser ``optimizer`` names (or builds), over ``params``."""
         if callable(self.optimizer):
             return self.optimizer(params, lr=self.lr)
         if self.optimizer == "sgd":
@@ -280,6 +246,7 @@ class TorchvisionDetector(BaseEstimator):
         return cls(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def _lr_factor(self, step: int, total: int) -> float:
+        """The learning rate at ``step`` of ``total``, relative to ``lr``: warm-up and schedule."""
         factor = 1.0
         if self.lr_schedule == "cosine":
             factor = 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
@@ -312,17 +279,6 @@ class TorchvisionDetector(BaseEstimator):
             and the image).
         FloatingPointError
             If the training loss becomes NaN or infinite (lower ``lr``).
-
-        Examples
-        --------
-        >>> from skisal.detection import TorchvisionDetector, make_shapes
-        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
-        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
-        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
-        >>> detector.n_images_seen_, detector.num_classes_, len(detector.history_)
-        (2, 4, 1)
-        >>> sorted(detector.history_[0])  # FCOS's loss terms and their sum
-        ['bbox_ctrness', 'bbox_regression', 'classification', 'loss']
         """
         unknown = set(fit_params) - {"force_all_finite"}
         if unknown:
@@ -352,6 +308,7 @@ class TorchvisionDetector(BaseEstimator):
         device: torch.device,
         seed: int,
     ) -> list[dict[str, float]]:
+        """Train ``module`` in place; the mean of each loss term per epoch."""
         rng = np.random.RandomState(seed)
         params = [p for p in module.parameters() if p.requires_grad]
         optimizer = self._make_optimizer(params)
@@ -366,8 +323,8 @@ class TorchvisionDetector(BaseEstimator):
             order = rng.permutation(n)
             for idx in batches(n, self.batch_size):
                 chosen = order[idx]
-                batch_images = [_to_tensor(images[i], device) for i in chosen]
-                batch_targets = [_target_to(targets[i], device) for i in chosen]
+                batch_images = [to_tensor(images[i], device) for i in chosen]
+                batch_targets = [target_to(targets[i], device) for i in chosen]
                 losses = module(batch_images, batch_targets)
                 loss = sum(losses.values())
                 if not bool(torch.isfinite(loss)):
@@ -390,6 +347,7 @@ class TorchvisionDetector(BaseEstimator):
 
     # -- prediction ---------------------------------------------------------------
     def _check_fitted(self) -> None:
+        """Raise ``NotFittedError`` before ``fit``."""
         if not hasattr(self, "module_"):
             raise NotFittedError(
                 "This TorchvisionDetector is not fitted yet: call fit(X, y) first."
@@ -418,16 +376,6 @@ class TorchvisionDetector(BaseEstimator):
             If ``fit`` has not been called.
         ValueError, TypeError
             For invalid images.
-
-        Examples
-        --------
-        >>> from skisal.detection import TorchvisionDetector, make_shapes
-        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
-        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
-        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
-        >>> detections = detector.predict(X)
-        >>> len(detections), sorted(detections[0]), detections[0]["boxes"].shape[1]
-        (2, ['boxes', 'labels', 'scores'], 4)
         """
         self._check_fitted()
         images = check_images(X, "X")
@@ -438,7 +386,7 @@ class TorchvisionDetector(BaseEstimator):
             # which changes the others' detections; these match the ones the
             # detection adapter takes pseudo-boxes from, whatever the batch.
             for image in images:
-                (detections,) = self.module_([_to_tensor(image, device)])
+                (detections,) = self.module_([to_tensor(image, device)])
                 out.append({k: v.cpu() for k, v in detections.items()})
         return out
 
@@ -465,24 +413,6 @@ class TorchvisionDetector(BaseEstimator):
         ValueError, TypeError
             For invalid images or targets, or targets without any box (mAP
             is undefined then).
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal.detection import as_object_array
-        >>> from skisal.detection import TorchvisionDetector, make_shapes
-        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
-        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
-        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
-        >>> 0.0 <= detector.score(X, y) <= 1.0
-        True
-        >>> no_boxes = as_object_array(
-        ...     {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-        ...     for _ in X)
-        >>> detector.score(X, no_boxes)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: y holds no ground-truth box ...: COCO mAP is undefined without any...
         """
         return float(self.evaluate(X, y)["map"])
 
@@ -509,18 +439,6 @@ class TorchvisionDetector(BaseEstimator):
         ValueError, TypeError
             For invalid images or targets, or targets without any box (every
             measure is undefined then: torchmetrics would report -1).
-
-        Examples
-        --------
-        >>> from skisal.detection import TorchvisionDetector, make_shapes
-        >>> X, y = make_shapes(2, image_size=(32, 48), random_state=0)
-        >>> detector = TorchvisionDetector("fcos_small", num_classes=4, min_size=32,
-        ...     max_size=64, epochs=1, random_state=0).fit(X, y)
-        >>> results = detector.evaluate(X, y)
-        >>> {"map", "map_50", "map_75", "mar_100"} <= set(results)
-        True
-        >>> results["map"] == detector.score(X, y)
-        True
         """
         self._check_fitted()
         images = check_images(X, "X")
@@ -536,31 +454,6 @@ class TorchvisionDetector(BaseEstimator):
 
         predictions = self.predict(images)
         metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
-        metric.update(predictions, [_target_to(t, torch.device("cpu")) for t in targets])
+        metric.update(predictions, [target_to(t, torch.device("cpu")) for t in targets])
         results = metric.compute()
         return {k: float(v) for k, v in results.items() if v.numel() == 1 and k != "classes"}
-
-
-def _to_tensor(image: Any, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(image)
-    if tensor.dtype != torch.float32:
-        tensor = tensor.float()
-    return tensor.to(device)
-
-
-def _target_to(target: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
-    """``boxes`` as float32 ``(k, 4)`` and ``labels`` as int64 on ``device``."""
-    boxes = torch.as_tensor(
-        np.asarray(target["boxes"])
-        if isinstance(target["boxes"], list | tuple)
-        else target["boxes"]
-    )
-    labels = torch.as_tensor(
-        np.asarray(target["labels"])
-        if isinstance(target["labels"], list | tuple)
-        else target["labels"]
-    )
-    return {
-        "boxes": boxes.to(device=device, dtype=torch.float32).reshape(-1, 4),
-        "labels": labels.to(device=device, dtype=torch.int64),
-    }

@@ -23,7 +23,13 @@ from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
 
-__all__ = ["DETECTOR_NAMES", "SMALL_IMAGE_SIZE", "build_detector", "small_backbone"]
+__all__ = [
+    "DETECTOR_NAMES",
+    "SMALL_IMAGE_SIZE",
+    "build_detector",
+    "detector_num_classes",
+    "small_backbone",
+]
 
 _TORCHVISION_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcos_resnet50_fpn": tvd.fcos_resnet50_fpn,
@@ -99,6 +105,7 @@ def small_backbone(width: int = 16, out_channels: int = 64) -> BackboneWithFPN:
 
 
 def _fcos_small(num_classes: int, **kwargs: Any) -> nn.Module:
+    """FCOS over :func:`small_backbone`: one anchor per location, a two-layer head."""
     backbone = small_backbone()
     anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
     head = FCOSHead(backbone.out_channels, 1, num_classes, num_convs=2)
@@ -106,6 +113,7 @@ def _fcos_small(num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _retinanet_small(num_classes: int, **kwargs: Any) -> nn.Module:
+    """RetinaNet over :func:`small_backbone`: nine anchors per location."""
     backbone = small_backbone()
     sizes = tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in (16, 32, 64))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 3)
@@ -114,6 +122,7 @@ def _retinanet_small(num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 def _fasterrcnn_small(num_classes: int, **kwargs: Any) -> nn.Module:
+    """Faster R-CNN over :func:`small_backbone`, with proposal counts for small images."""
     backbone = small_backbone()
     anchors = AnchorGenerator(sizes=((16,), (32,), (64,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
     pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
@@ -198,3 +207,39 @@ def build_detector(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
         builder = _TORCHVISION_BUILDERS[name]
         return builder(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
     raise ValueError(f"model={name!r} is not a known detector; expected one of {DETECTOR_NAMES}.")
+
+
+def detector_num_classes(module: nn.Module) -> int:
+    """Classes (background included) a torchvision FCOS, RetinaNet or Faster R-CNN predicts.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The detector.
+
+    Returns
+    -------
+    int
+        Its number of classes, the background label 0 included.
+
+    Raises
+    ------
+    TypeError
+        If the module is none of those families.
+
+    Examples
+    --------
+    >>> from skisal.detection import build_detector, detector_num_classes
+    >>> detector_num_classes(build_detector("retinanet_small", num_classes=5))
+    5
+    """
+    head = getattr(module, "head", None)
+    if head is not None and hasattr(head, "classification_head"):
+        return int(head.classification_head.num_classes)
+    predictor = getattr(getattr(module, "roi_heads", None), "box_predictor", None)
+    if predictor is not None and hasattr(predictor, "cls_score"):
+        return int(predictor.cls_score.out_features)
+    raise TypeError(
+        "model must be a torchvision FCOS, RetinaNet or Faster R-CNN (or a model name), "
+        f"got {type(module).__name__}."
+    )
