@@ -302,8 +302,14 @@ def test_validate_names_the_fields(changes, match, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
-def test_validate_accepts_exact_fit():
-    dataclasses.replace(CONFIG, steps=16).validate(178)  # 10 + 16 x 5 = 90 = 178 - 58 - 30
+def test_validate_accepts_exact_fit(wine, tmp_path):
+    # 10 + 16 x 5 = 90 = 178 - 58 - 30: the last query takes the pool's last samples.
+    config = dataclasses.replace(CONFIG, strategies=("random",), seeds=(0,), steps=16, epochs=1)
+    assert config.validate(len(wine.y)) is None
+    records = run_experiment(config, tmp_path, dataset=wine)
+    assert [r.n_labeled for r in records] == list(range(10, 91, 5))
+    pool = split_indices(len(wine.y), config, seed=0).pool
+    assert sorted(i for r in records for i in r.selected) == sorted(pool.tolist())
 
 
 def test_for_dataset_defaults_and_unknown_size():

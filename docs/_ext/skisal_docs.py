@@ -11,6 +11,9 @@
 * :func:`value_paths` lists the documented constants and class attributes, which
   ``docs/conf.py`` leaves out of numpydoc's validation (their ``#:`` comments hold no
   doctest).
+* :func:`check_examples` requires an Examples section (numpydoc's EX01) on classes and
+  functions only, as scikit-learn does: not on methods and properties, which the
+  class's example shows.
 * :func:`reset_argv` gives sphinx-gallery's examples their command line: the
   CPU-sized ``--quick`` mode.
 """
@@ -23,8 +26,14 @@ import inspect
 import pkgutil
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
+
+from numpydoc.docscrape import NumpyDocString
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 #: Examples rendered in the gallery but not executed when the docs are built, with the
 #: reason shown on the gallery's index page. Keep every executed example's ``--quick`` mode
@@ -46,9 +55,47 @@ KINDS = (
 )
 
 
-def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
-    """``sys.argv[1:]`` for an example run by sphinx-gallery: its ``--quick`` mode.
+#: What autodoc documents that needs an Examples section: classes (exceptions too) and
+#: functions. Methods, properties and attributes need none (scikit-learn's convention).
+NEEDS_EXAMPLES = ("class", "exception", "function")
+
+
+def lacks_examples(what: str, lines: list[str]) -> bool:
+    """Whether a docstring of this kind needs an Examples section and has none.
+
+    ``what`` and ``lines`` as autodoc passes them to ``autodoc-process-docstring``
+    (the lines before numpydoc reformats them).
     """
+    if what not in NEEDS_EXAMPLES:
+        return False
+    with warnings.catch_warnings():  # numpydoc's own pass reports malformed sections
+        warnings.simplefilter("ignore")
+        return not NumpyDocString("\n".join(lines))["Examples"]
+
+
+def check_examples(
+    app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]
+) -> None:
+    """Warn, as numpydoc's EX01 would, about a class or function without Examples.
+
+    An ``autodoc-process-docstring`` handler; it must run before numpydoc's (a lower
+    priority). Names that ``numpydoc_validation_exclude`` matches are skipped.
+    """
+    excluder = getattr(app.config, "numpydoc_validation_excluder", None)
+    if excluder is not None and excluder.search(name):
+        return
+    if lacks_examples(what, lines):
+        logger.warning(
+            "[numpydoc] Validation warnings while processing docstring for %r:\n"
+            "  EX01: No examples section found (skisal requires one on every public %s; "
+            "methods and properties need none)",
+            name,
+            what,
+        )
+
+
+def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
+    """``sys.argv[1:]`` for an example run by sphinx-gallery: its ``--quick`` mode."""
     src = Path(script_vars["src_file"])
     tmp = tempfile.mkdtemp(prefix="skisal-docs-")
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 from .datasets import DATASETS, load_dataset
+from .records import RECORDS_FILE
 from .report import format_summary, write_report
-from .runner import RECORDS_FILE, ExperimentConfig, run_experiment
+from .runner import ExperimentConfig, run_experiment
 from .strategies import STRATEGIES
 
 __all__ = ["main", "parse_args"]

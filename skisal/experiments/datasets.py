@@ -61,20 +61,15 @@ class Dataset:
     ((178, 13), 5, 10)
 
     Your own, returned by a function that ``skisal-experiment --dataset
-    mypkg.data:load_mine`` can name:
+    mypkg.data:load_mine`` can name (``X``, ``y`` and ``make_net`` are the
+    shared set-up's, see :doc:`/api/index`):
 
-    >>> import numpy as np, torch
-    >>> from skorch import NeuralNetClassifier
     >>> from skisal.experiments import Dataset
     >>> def load_mine():
-    ...     X = np.random.RandomState(0).randn(300, 5).astype(np.float32)
-    ...     y = (X[:, 0] > 0).astype(np.int64)
-    ...     def make_estimator(epochs):
-    ...         return NeuralNetClassifier(torch.nn.Linear, module__in_features=5,
-    ...             module__out_features=2, criterion=torch.nn.CrossEntropyLoss,
-    ...             max_epochs=epochs, train_split=None, verbose=0, classes=[0, 1])
-    ...     return Dataset("mine", X, y, make_estimator, epochs=20, test_size=100,
-    ...                    reference_size=30, initial_size=10, query_size=10, steps=5)
+    ...     def make_estimator(epochs):  # `classes`: a small labelled set may miss one
+    ...         return make_net(max_epochs=epochs, classes=[0, 1])
+    ...     return Dataset("mine", X, y, make_estimator, epochs=20, test_size=20,
+    ...                    reference_size=10, initial_size=10, query_size=5, steps=4)
     >>> load_mine().make_estimator(20).max_epochs
     20
     """
@@ -105,12 +100,11 @@ class DigitsCNN(nn.Module):
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.experiments.datasets import DigitsCNN
-    >>> net = DigitsCNN()
-    >>> net(torch.zeros(2, 1, 8, 8)).shape
+    >>> cnn = DigitsCNN()
+    >>> cnn(torch.zeros(2, 1, 8, 8)).shape
     torch.Size([2, 10])
-    >>> sum(p.numel() for p in net.parameters())
+    >>> sum(p.numel() for p in cnn.parameters())
     9930
     """
 
@@ -137,13 +131,6 @@ class DigitsCNN(nn.Module):
         -------
         torch.Tensor of shape (n, n_classes)
             Logits.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal.experiments.datasets import DigitsCNN
-        >>> DigitsCNN(n_classes=3).forward(torch.zeros(5, 1, 8, 8)).shape
-        torch.Size([5, 3])
         """
         return self.classifier(self.features(X))
 
@@ -164,7 +151,6 @@ class TabularMLP(nn.Module):
 
     Examples
     --------
-    >>> import torch
     >>> from skisal.experiments.datasets import TabularMLP
     >>> TabularMLP(n_features=13, n_classes=3)(torch.zeros(4, 13)).shape
     torch.Size([4, 3])
@@ -187,13 +173,6 @@ class TabularMLP(nn.Module):
         -------
         torch.Tensor of shape (n, n_classes)
             Logits.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from skisal.experiments.datasets import TabularMLP
-        >>> TabularMLP(n_features=4, n_classes=2, hidden=8).forward(torch.zeros(3, 4)).shape
-        torch.Size([3, 2])
         """
         return self.classifier(self.hidden(X))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .runner import StepRecord
+from .records import StepRecord
 
 __all__ = [
     "aulc",
@@ -340,13 +340,9 @@ def plot_learning_curves(
     --------
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from skisal.experiments import plot_learning_curves
-    >>> from skisal.experiments import StepRecord, summarise
-    >>> records = [  # two strategies, two seeds, a query of 10 labels
-    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
-    ...                1.0, ())
-    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
-    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> from skisal.experiments import StepRecord, plot_learning_curves, summarise
+    >>> records = [StepRecord("random", 0, step, 10 + 10 * step, 0.5 + 0.1 * step, None, 1.0, ())
+    ...            for step in range(3)]  # one strategy, one seed
     >>> path = Path(tempfile.mkdtemp()) / "curves.png"
     >>> plot_learning_curves(summarise(records), path, title="toy")
     >>> path.exists()
@@ -416,13 +412,9 @@ def write_report(
     --------
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from skisal.experiments import write_report
-    >>> from skisal.experiments import StepRecord, summarise
-    >>> records = [  # two strategies, two seeds, a query of 10 labels
-    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
-    ...                1.0, ())
-    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
-    ...     for seed in (0, 1) for step, score in enumerate(scores)]
+    >>> from skisal.experiments import StepRecord, write_report
+    >>> records = [StepRecord("random", 0, step, 10 + 10 * step, 0.5 + 0.1 * step, None, 1.0, ())
+    ...            for step in range(3)]  # one strategy, one seed
     >>> out = Path(tempfile.mkdtemp())
     >>> summary = write_report(records, out)
     >>> sorted(p.name for p in out.iterdir())

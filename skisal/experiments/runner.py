@@ -8,13 +8,14 @@ queries ``query_size`` pool samples, reveals their labels with
 re-initialises its module on ``fit``), as the paper does, then scores it on
 the test set with the estimator's own ``score``.
 
-One JSON line per finished step goes to ``records.jsonl``, flushed at once;
-the pool indices each step selected are in it, and so is the fingerprint of
-the configuration that wrote it. Running again with the same configuration
-and folder skips what is done and rebuilds an unfinished run's labelled set
-from those lines. Torch is reseeded from ``(seed, step)`` before every fit,
-and so is any strategy with a ``random_state``, so a resumed run makes the
-same choices as an uninterrupted one.
+One JSON line per finished step goes to ``records.jsonl``, flushed at once
+(:mod:`~skisal.experiments.records`); the pool indices each step selected are
+in it, and so is the fingerprint of the configuration that wrote it. Running
+again with the same configuration and folder skips what is done and rebuilds
+an unfinished run's labelled set from those lines. Torch is reseeded from
+``(seed, step)`` before every fit, and so is any strategy with a
+``random_state``, so a resumed run makes the same choices as an uninterrupted
+one.
 
 A run never reuses or replaces records it cannot trust: it refuses, naming the
 file and line, records of another configuration or without a fingerprint
@@ -44,16 +45,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .._validation import take_rows
+from ..exceptions import InvalidParameterError
 from .datasets import Dataset, load_dataset
+from .records import AFRESH, RECORDS_FILE, StepRecord, line_error, load_records, read_records
 from .strategies import StrategyContext, make_strategy, strategy_factory
 
+# StepRecord and load_records live in .records; still importable from here.
 __all__ = ["ExperimentConfig", "StepRecord", "load_records", "run_experiment", "split_indices"]
 
-RECORDS_FILE = "records.jsonl"
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
-_AFRESH = "start afresh in another output folder (--out) or with --overwrite (overwrite=True)"
-_REMEDY = f"Correct or delete that line, or {_AFRESH}."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +85,12 @@ class ExperimentConfig:
     folder must match it.
 
     >>> from skisal.experiments import ExperimentConfig
-    >>> config = ExperimentConfig("wine", ("isal", "random"), (0, 1), initial_size=10,
-    ...                           query_size=5, steps=3, test_size=58, reference_size=30,
-    ...                           epochs=50)
+    >>> config = ExperimentConfig.for_dataset("wine", ["isal", "random"], [0, 1], steps=3)
+    >>> config.initial_size, config.query_size, config.test_size, config.reference_size
+    (10, 5, 58, 30)
     >>> config.validate(n_samples=178)  # 10 + 3 x 5 labels fit in 178 - 58 - 30
+    >>> len(config.fingerprint())  # stored with every record
+    16
     """
 
     dataset: str
@@ -133,18 +136,14 @@ class ExperimentConfig:
             If a keyword is not one of the sizes.
         ValueError
             If the dataset cannot be loaded.
-
-        Examples
-        --------
-        >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=2)
-        >>> config.steps, config.query_size
-        (2, 5)
         """
         defaults = load_dataset(dataset)
         fields = ("initial_size", "query_size", "steps", "test_size", "reference_size", "epochs")
         unknown = set(sizes) - set(fields)
         if unknown:
-            raise TypeError(f"unknown sizes {sorted(unknown)}; expected some of {fields}.")
+            raise InvalidParameterError(
+                f"unknown sizes {sorted(unknown)}; expected some of {fields}."
+            )
         values = {f: getattr(defaults, f) if sizes.get(f) is None else sizes[f] for f in fields}
         return cls(dataset, tuple(strategies), tuple(int(s) for s in seeds), **values)
 
@@ -164,15 +163,6 @@ class ExperimentConfig:
             If a size is not a positive integer, the strategies are empty or
             unknown, the seeds are empty or repeated, or the labelled sets do
             not fit in the samples left after the test and reference sets.
-
-        Examples
-        --------
-        >>> from skisal.experiments import ExperimentConfig
-        >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=30)
-        >>> config.validate(178)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: initial_size + steps x query_size = 160 labels, but the dataset has only 90 ...
         """
         for name in (
             "initial_size",
@@ -184,17 +174,19 @@ class ExperimentConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+                raise InvalidParameterError(f"{name} must be a positive integer, got {value!r}.")
         if not self.strategies:
-            raise ValueError("strategies is empty: name at least one strategy.")
+            raise InvalidParameterError("strategies is empty: name at least one strategy.")
         for name in self.strategies:
             strategy_factory(name)  # unknown names fail here, before any work
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds}.")
+            raise InvalidParameterError(
+                f"seeds must be distinct and at least one, got {self.seeds}."
+            )
         available = n_samples - self.test_size - self.reference_size
         needed = self.initial_size + self.steps * self.query_size
         if needed > available:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"initial_size + steps x query_size = {needed} labels, but the dataset has "
                 f"only {available} samples after the test and reference sets."
             )
@@ -206,64 +198,9 @@ class ExperimentConfig:
         -------
         str
             16 hex digits of the SHA-256 of the configuration's canonical JSON.
-
-        Examples
-        --------
-        >>> import dataclasses
-        >>> config = ExperimentConfig.for_dataset("wine", ["random"], [0], steps=2)
-        >>> len(config.fingerprint()), config.fingerprint() == config.fingerprint()
-        (16, True)
-        >>> config.fingerprint() == dataclasses.replace(config, steps=3).fingerprint()
-        False
         """
         text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True)
-class StepRecord:
-    """The model after ``step`` queries of one run: one line of ``records.jsonl``.
-
-    Parameters
-    ----------
-    strategy : str
-        Strategy name.
-    seed : int
-        The run's seed.
-    step : int
-        Queries done (0: the initial labelled set).
-    n_labeled : int
-        Size of the labelled set.
-    score : float
-        The estimator's test score (accuracy for classifiers).
-    query_seconds : float or None
-        Seconds the query took; None at step 0.
-    fit_seconds : float
-        Seconds the (re)training took.
-    selected : tuple of int
-        The dataset indices this step's query chose (empty at step 0).
-    fingerprint : str or None, default=None
-        :meth:`ExperimentConfig.fingerprint` of the run that wrote it (None in
-        records written before skisal stored it).
-
-    Examples
-    --------
-    >>> from skisal.experiments import StepRecord
-    >>> record = StepRecord("isal", seed=0, step=1, n_labeled=60, score=0.91,
-    ...                     query_seconds=0.4, fit_seconds=2.0, selected=(5, 17))
-    >>> record.selected
-    (5, 17)
-    """
-
-    strategy: str
-    seed: int
-    step: int
-    n_labeled: int
-    score: float
-    query_seconds: float | None
-    fit_seconds: float
-    selected: tuple[int, ...]
-    fingerprint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,133 +257,6 @@ def _reseed(strategy: Any, seed: int) -> None:
         strategy.set_params(random_state=seed)
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_COUNT = "a non-negative integer"
-# Per field of a JSON line: its check, and what it must be (for the message).
-_FIELD_CHECKS = {
-    "strategy": (lambda v: isinstance(v, str), "a string"),
-    "seed": (_count, _COUNT),
-    "step": (_count, _COUNT),
-    "n_labeled": (_count, _COUNT),
-    "score": (_number, "a number"),
-    "query_seconds": (lambda v: v is None or _number(v), "a number or null"),
-    "fit_seconds": (_number, "a number"),
-    "selected": (lambda v: isinstance(v, list) and all(map(_count, v)), f"a list of {_COUNT}s"),
-    "fingerprint": (lambda v: v is None or isinstance(v, str), "a string or null"),
-}
-
-
-def _line_error(path: Path, line: int, problem: str, remedy: str = _REMEDY) -> ValueError:
-    return ValueError(f"{path}, line {line}: {problem}. {remedy}")
-
-
-def _parse_record(fields: Any, path: Path, line: int) -> StepRecord:
-    """The record of one JSON line, or ValueError naming what is wrong with it."""
-    if not isinstance(fields, dict):
-        raise _line_error(path, line, f"expected a JSON object, got {type(fields).__name__}")
-    missing = [k for k in _FIELD_CHECKS if k not in fields and k != "fingerprint"]
-    extra = sorted(set(fields) - set(_FIELD_CHECKS))
-    if missing or extra:
-        raise _line_error(path, line, f"missing fields {missing}, unknown fields {extra}")
-    for name, value in fields.items():
-        check, expected = _FIELD_CHECKS[name]
-        if not check(value):
-            raise _line_error(path, line, f"{name} must be {expected}, got {value!r}")
-    return StepRecord(**{**fields, "selected": tuple(fields["selected"])})
-
-
-def _read_records(path: Path) -> tuple[list[tuple[int, StepRecord]], str | None]:
-    """The records of ``path`` with their line numbers, and its text to write back.
-
-    The text is None when the file needs no change; otherwise it lacks a last
-    line an interruption cut short and identical copies of a line.
-    """
-    if not path.exists():
-        return [], None
-    text = path.read_text()
-    lines = text.split("\n")  # ends with "" unless the last write was cut short
-    entries: list[tuple[int, StepRecord]] = []
-    kept: list[str] = []
-    seen: dict[tuple[str, int, int], tuple[int, StepRecord]] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # no newline after it: the write was cut short
-                continue
-            raise _line_error(
-                path,
-                number,
-                f"not valid JSON ({exc.msg}); only a last line without its newline can "
-                "be a write cut short by an interruption",
-            ) from None
-        record = _parse_record(fields, path, number)
-        key = (record.strategy, record.seed, record.step)
-        if key in seen:
-            if seen[key][1] != record:
-                raise _line_error(
-                    path,
-                    number,
-                    f"a second record of strategy {key[0]!r}, seed {key[1]}, step {key[2]}, "
-                    f"which differs from the one on line {seen[key][0]}",
-                )
-            continue  # an identical copy: dropped
-        seen[key] = (number, record)
-        entries.append((number, record))
-        kept.append(line)
-    clean = "".join(line + "\n" for line in kept)
-    return entries, None if clean == text else clean
-
-
-def load_records(out_dir: str | Path) -> list[StepRecord]:
-    """Records of ``out_dir/records.jsonl``, checked line by line.
-
-    A last line without its newline that is not valid JSON (a write cut short
-    by an interruption) is ignored, and so are blank lines and identical
-    copies of a line. Records written before skisal stored the
-    configuration's fingerprint are read too (their ``fingerprint`` is None);
-    :func:`run_experiment` refuses to resume from them.
-
-    Parameters
-    ----------
-    out_dir : str or Path
-        The folder a run wrote to.
-
-    Returns
-    -------
-    list of StepRecord
-        In file order; empty if there is no ``records.jsonl``.
-
-    Raises
-    ------
-    ValueError
-        Naming the file and line, if a line other than the last is not valid
-        JSON, a line has missing or unknown fields or a field of the wrong
-        type, or two different lines record the same strategy, seed and step.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from skisal.experiments import load_records
-    >>> load_records(tempfile.mkdtemp())
-    []
-
-    The measured records of the documentation, from a clone of the repository:
-    ``summarise(load_records("docs/results/digits"))``.
-    """
-    entries, _ = _read_records(Path(out_dir) / RECORDS_FILE)
-    return [record for _, record in entries]
-
-
 def _check_against_config(
     entries: Sequence[tuple[int, StepRecord]], config: ExperimentConfig, path: Path
 ) -> dict[tuple[str, int], list[StepRecord]]:
@@ -461,8 +271,8 @@ def _check_against_config(
                 else f"another configuration (fingerprint {r.fingerprint}, not {fingerprint})"
             )
             remedy = "Rerun with the configuration that wrote it, or " if r.fingerprint else ""
-            remedy += _AFRESH if r.fingerprint else _AFRESH.capitalize()
-            raise _line_error(path, number, f"the record was written by {written_by}", remedy + ".")
+            remedy += AFRESH if r.fingerprint else AFRESH.capitalize()
+            raise line_error(path, number, f"the record was written by {written_by}", remedy + ".")
         expected = 0 if r.step == 0 else config.query_size
         for wrong, problem in [
             (r.strategy not in config.strategies, f"strategy {r.strategy!r} is not in the run"),
@@ -471,7 +281,7 @@ def _check_against_config(
             (len(r.selected) != expected, f"{len(r.selected)} selected, not {expected}"),
         ]:
             if wrong:
-                raise _line_error(path, number, problem)
+                raise line_error(path, number, problem)
         runs.setdefault((r.strategy, r.seed), {})[r.step] = (number, r)
     completed = {}
     for (name, seed), steps in runs.items():
@@ -480,7 +290,7 @@ def _check_against_config(
             prefix.append(steps[len(prefix)][1])
         for step, (number, _) in sorted(steps.items()):
             if step > len(prefix):  # its labelled set depends on the missing step
-                raise _line_error(
+                raise line_error(
                     path,
                     number,
                     f"step {step} of strategy {name!r}, seed {seed} follows a missing step "
@@ -503,7 +313,7 @@ def _check_config_file(config: ExperimentConfig, out_dir: Path) -> bool:
     if not isinstance(found, dict):
         raise ValueError(
             f"{path} is not a configuration skisal wrote ({str(found)[:80]}); delete it if "
-            f"records.jsonl is this configuration's (its fingerprints are checked), or {_AFRESH}."
+            f"records.jsonl is this configuration's (its fingerprints are checked), or {AFRESH}."
         )
     if found != wanted:
         changed = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
@@ -595,7 +405,7 @@ def _run_locked(
         for name in (RECORDS_FILE, CONFIG_FILE):
             (out_dir / name).unlink(missing_ok=True)
     has_config = _check_config_file(config, out_dir)
-    entries, clean = _read_records(path)
+    entries, clean = read_records(path)
     completed = _check_against_config(entries, config, path)
     # Written only now that the records are known to be this configuration's.
     if not has_config:

@@ -37,15 +37,16 @@ class StrategyContext:
 
     Examples
     --------
-    A custom strategy for ``skisal-experiment --strategies mypkg.al:mine``:
+    A custom strategy for ``skisal-experiment --strategies mypkg.al:mine``
+    (``X_reference`` and ``y_reference`` are the shared set-up's, see
+    :doc:`/api/index`):
 
-    >>> import numpy as np
     >>> from skisal import InfluenceQueryStrategy
     >>> from skisal.experiments import StrategyContext
     >>> def mine(context):
     ...     return InfluenceQueryStrategy(context.X_reference, context.y_reference,
     ...                                   damping=0.1, random_state=context.random_state)
-    >>> context = StrategyContext(np.zeros((5, 2)), np.zeros(5, dtype=int), random_state=3)
+    >>> context = StrategyContext(X_reference, y_reference, random_state=3)
     >>> mine(context).damping
     0.1
     """
@@ -152,9 +153,8 @@ def make_strategy(name: str, context: StrategyContext) -> Any:
 
     Examples
     --------
-    >>> import numpy as np
     >>> from skisal.experiments import StrategyContext, make_strategy
-    >>> context = StrategyContext(np.zeros((5, 2)), np.zeros(5, dtype=int), random_state=0)
+    >>> context = StrategyContext(X_reference, y_reference, random_state=0)
     >>> make_strategy("isal_diverse", context).selection
     'diverse'
     """
