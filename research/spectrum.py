@@ -1,136 +1,151 @@
-"""Why does default ISAL behave like gradient similarity? Measure the Gauss-Newton spectrum.
+"""Why does default ISAL behave like gradient similarity? The Gauss-Newton spectrum, measured.
 
-    python research/spectrum.py --task digits --seeds 0 1 2 --rounds 0 3 10
+    python -m research.reproduce digits-margin
+    python -m research.spectrum results/research/digits-margin --seeds 0 1 2 --rounds 0 3 10
 
-Follows modAL margin sampling (the best baseline) for ``max(rounds)`` queries and, at the
-listed rounds, computes on the labelled set:
+Along the recorded margin-sampling runs of a folder (rebuilt by ``research/replay.py``), at the
+listed rounds, on the labelled set:
 
 * the training loss;
-* the *whole* non-zero spectrum of the Gauss-Newton matrix GN = (1/n) sum J_i^T M_i J_i (all
+* the whole non-zero spectrum of the Gauss-Newton matrix GN = (1/n) sum J_i^T M_i J_i (all
   parameters), exactly, from the (nC x nC) Gram matrix of the rows A_i^T J_i with
   M_i = A_i A_i^T, A_i = diag(sqrt p_i) - p_i sqrt(p_i)^T;
-* the share of ||grad l(R)||^2 that lies in eigendirections with eigenvalue > 0.01 / 0.1 / 1
-  (only there does (GN + d I)^-1 differ from I/d: elsewhere s_test = v / d);
-* skisal's ``top_eigenvalue`` (power iteration) for comparison;
-* Spearman correlations on the pool between ISAL's scores at damping 0.01 (default),
-  c * lambda_max (c = 0.01, 0.1, 1) and gradient similarity, and with the margin.
+* the share of ||grad l(R)||^2 in eigendirections with eigenvalue > 0.01 / 0.1 / 1 (only there
+  does (GN + d I)^-1 differ from I/d);
+* skisal's power iteration (``top_eigenvalue``) for comparison;
+* Spearman correlations on the pool between ISAL's scores at damping 0.01, at c x lambda_max
+  (c = 0.01, 0.1, 1) and gradient similarity, and with the margin.
 
-Prints one line per (seed, round) and writes results/spectrum_<task>.json.
+Prints one Markdown row per (seed, round) and writes ``spectrum.json`` into the run folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Sequence
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 import torch
-from common import RESULTS, make_net, split_data
-from modAL.models import ActiveLearner
-from modAL.uncertainty import margin_sampling
 from scipy.stats import spearmanr
 from torch.func import functional_call, jacrev, vmap
-from variants import gn_top_eigenvalue, margins, pool_outputs
 
-from skisal import InfluenceQueryStrategy
+from research.probes import gn_top_eigenvalue, margins, network_inputs, outputs_and_features
+from research.replay import learner_at
+from research.strategies import paper_isal, reference_rows
+from skisal.engine import evaluation_mode
+
+THRESHOLDS = (0.01, 0.1, 1.0)
 
 
-def gn_spectrum(module, X, y, v):
-    """Non-zero GN eigenvalues (descending) and share of ||v||^2 above thresholds."""
+def gn_spectrum(estimator, X, y, v: torch.Tensor, chunk: int = 64):
+    """Training loss, non-zero GN eigenvalues (descending), share of ``||v||^2`` above each
+    of :data:`THRESHOLDS`."""
+    module, inputs = network_inputs(estimator, X)
     params = {k: p.detach() for k, p in module.named_parameters()}
-    X = torch.as_tensor(X)
 
     def f(p, x):
         return functional_call(module, p, (x[None],))[0]
 
-    module.eval()
-    with torch.no_grad():
-        probs = module(X).softmax(1).double()
-        loss = torch.nn.functional.cross_entropy(module(X), torch.as_tensor(y)).item()
     rows = []
-    for s in range(0, len(X), 64):
-        jac = vmap(jacrev(f), in_dims=(None, 0))(params, X[s:s + 64])  # dict: (b, C, *shape)
-        J = torch.cat([j.reshape(j.shape[0], j.shape[1], -1) for j in jac.values()], 2).double()
-        p = probs[s:s + 64]
-        sp = p.sqrt()
-        A = torch.diag_embed(sp) - p[:, :, None] * sp[:, None, :]  # (b, C, C), M = A A^T
-        rows.append(torch.einsum("bck,bcp->bkp", A, J).reshape(-1, J.shape[2]))  # A^T J
+    with evaluation_mode(module):
+        with torch.no_grad():
+            logits = module(inputs)
+            probs = logits.softmax(1).double()
+            loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)).item()
+        for s in range(0, len(inputs), chunk):
+            jac = vmap(jacrev(f), in_dims=(None, 0))(params, inputs[s : s + chunk])
+            J = torch.cat([j.reshape(*j.shape[:2], -1) for j in jac.values()], 2).double()
+            p = probs[s : s + chunk]
+            sp = p.sqrt()
+            A = torch.diag_embed(sp) - p[:, :, None] * sp[:, None, :]  # M = A A^T
+            rows.append(torch.einsum("bck,bcp->bkp", A, J).reshape(-1, J.shape[2]))  # A^T J
     U = torch.cat(rows)  # (nC, P)
-    n = len(X)
-    G = U @ U.T / n
-    lam, W = torch.linalg.eigh(G)
+    n = len(inputs)
+    lam, W = torch.linalg.eigh(U @ U.T / n)
     keep = lam > 1e-12 * lam.max()
     lam, W = lam[keep], W[:, keep]
-    # eigenvectors of GN: u_k = U^T w_k / sqrt(n lam_k)
-    proj = (W.T @ (U @ v.double())) / torch.sqrt(n * lam)
-    share = {t: float((proj[lam > t] ** 2).sum() / (v.double() ** 2).sum())
-             for t in (0.01, 0.1, 1.0)}
-    lam = lam.flip(0).numpy()
-    return loss, lam, share
+    proj = (W.T @ (U @ v.double())) / torch.sqrt(n * lam)  # v on u_k = U^T w_k / sqrt(n lam_k)
+    share = {t: float((proj[lam > t] ** 2).sum() / (v.double() ** 2).sum()) for t in THRESHOLDS}
+    return loss, lam.flip(0).numpy(), share
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--task", default="digits")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--rounds", type=int, nargs="+", default=[0, 3, 10])
-    a = ap.parse_args()
-    out = []
-    for seed in a.seeds:
-        split = split_data(a.task, seed)
-        X_ref, y_ref = split.reference()
-        torch.manual_seed(seed)
-        learner = ActiveLearner(estimator=make_net(a.task), query_strategy=margin_sampling,
-                                X_training=split.X_initial, y_training=split.y_initial)
-        X_pool, y_pool = split.X_pool, split.y_pool
-        for r in range(max(a.rounds) + 1):
-            if r in a.rounds:
-                base = InfluenceQueryStrategy(X_ref, y_ref, random_state=seed)
-                s_default = base.influence(learner, X_pool)
-                v = torch.cat([t.flatten() for t in base.reference_gradient_.values()])
-                module = learner.estimator.module_
-                loss, lam, share = gn_spectrum(module, learner.X_training,
-                                               learner.y_training, v)
-                lam_pi = gn_top_eigenvalue(learner, seed)
-                gs = InfluenceQueryStrategy(X_ref, y_ref, inverse_hvp="identity")
-                s_grad = gs.influence(learner, X_pool)
-                probs, _ = pool_outputs(learner, X_pool)
-                m = margins(probs)
-                rec = {"seed": seed, "round": r, "n_labeled": len(learner.y_training),
-                       "train_loss": loss, "n_params": int(v.numel()),
-                       "n_nonzero_eig": len(lam), "lambda_max": float(lam[0]),
-                       "lambda_max_power_iteration": lam_pi,
-                       "eig_top10": lam[:10].tolist(),
-                       "n_eig_gt": {str(t): int((lam > t).sum()) for t in (0.01, 0.1, 1.0)},
-                       "trace_over_P": float(lam.sum() / v.numel()),
-                       "v_share_gt": share,
-                       "rho_default_gradsim": float(spearmanr(s_default, s_grad).statistic),
-                       "rho_default_margin": float(spearmanr(s_default, m).statistic)}
-                for c in (0.01, 0.1, 1.0):
-                    sc = InfluenceQueryStrategy(X_ref, y_ref, damping=c * lam_pi,
-                                                random_state=seed).influence(learner, X_pool)
-                    rec[f"rho_spec{c}_gradsim"] = float(spearmanr(sc, s_grad).statistic)
-                    rec[f"rho_spec{c}_default"] = float(spearmanr(sc, s_default).statistic)
-                    top = set(np.argsort(sc)[:split.task.query_size])
-                    rec[f"overlap_spec{c}_gradsim"] = len(
-                        top & set(np.argsort(s_grad)[:split.task.query_size])
-                    ) / split.task.query_size
-                rec["overlap_default_gradsim"] = len(
-                    set(np.argsort(s_default)[:split.task.query_size])
-                    & set(np.argsort(s_grad)[:split.task.query_size])) / split.task.query_size
-                out.append(rec)
-                print(json.dumps({k: (round(x, 4) if isinstance(x, float) else x)
-                                  for k, x in rec.items() if k != "eig_top10"}), flush=True)
-            if r == max(a.rounds):
-                break
-            idx, _ = learner.query(X_pool, n_instances=split.task.query_size)
-            learner.teach(X_pool[idx], y_pool[idx])
-            X_pool, y_pool = np.delete(X_pool, idx, axis=0), np.delete(y_pool, idx)
-    (RESULTS / f"spectrum_{a.task}.json").write_text(json.dumps(out, indent=1) + "\n")
+def _overlap(a: np.ndarray, b: np.ndarray, n: int) -> float:
+    return len(set(np.argsort(a)[:n]) & set(np.argsort(b)[:n])) / n
+
+
+def measure(out: Path, strategy: str, seed: int, round_: int, rows: int | None) -> dict:
+    """Every number of one (seed, round); ``rows``: ISAL's rows of the reference set."""
+    rep = learner_at(out, strategy, seed, round_)
+    learner, X_pool, n = rep.learner, rep.X_pool, rep.config.query_size
+    X_ref, y_ref = reference_rows(rep.context.X_reference, rep.context.y_reference, rows, False)
+    default = paper_isal(X_ref, y_ref, seed)
+    s_default = default.influence(learner, X_pool)
+    v = torch.cat([t.flatten() for t in default.reference_gradient_.values()])
+    loss, lam, share = gn_spectrum(learner.estimator, learner.X_training, learner.y_training, v)
+    lam_pi = gn_top_eigenvalue(learner, seed)
+    s_grad = paper_isal(X_ref, y_ref, seed, inverse_hvp="identity").influence(learner, X_pool)
+    margin = margins(outputs_and_features(learner.estimator, X_pool)[0])
+    record = {
+        "seed": seed,
+        "round": round_,
+        "n_labeled": len(learner.y_training),
+        "train_loss": loss,
+        "n_params": int(v.numel()),
+        "lambda_max": float(lam[0]),
+        "lambda_max_power_iteration": lam_pi,
+        "eig_top10": lam[:10].tolist(),
+        "n_eig_gt": {str(t): int((lam > t).sum()) for t in THRESHOLDS},
+        "v_share_gt": {str(t): s for t, s in share.items()},
+        "rho_default_gradsim": float(spearmanr(s_default, s_grad).statistic),
+        "rho_default_margin": float(spearmanr(s_default, margin).statistic),
+        "overlap_default_gradsim": _overlap(s_default, s_grad, n),
+    }
+    for c in THRESHOLDS:
+        spec = paper_isal(X_ref, y_ref, seed, damping=c * lam_pi).influence(learner, X_pool)
+        record[f"rho_spec{c}_gradsim"] = float(spearmanr(spec, s_grad).statistic)
+    return record
+
+
+def row(r: dict) -> str:
+    """The record as a row of the document's table."""
+    eig = " / ".join(str(v) for v in r["n_eig_gt"].values())
+    share = " / ".join(f"{r['v_share_gt'][str(t)]:.2f}" for t in THRESHOLDS[:2])
+    spec = " / ".join(f"{r[f'rho_spec{c}_gradsim']:.2f}" for c in THRESHOLDS)
+    cells = [
+        *(r["seed"], r["round"], r["n_labeled"], f"{r['train_loss']:.1e}"),
+        *(f"{r['lambda_max']:.3g}", eig, share, f"{r['rho_default_gradsim']:.2f}"),
+        *(f"{r['overlap_default_gradsim']:.2f}", spec, f"{r['rho_default_margin']:.2f}"),
+    ]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+HEADER = (
+    "| seed | round | labels | train loss | λ_max | #eig > 0.01 / 0.1 / 1 | share of ‖∇l(R)‖² "
+    "with λ > 0.01 / 0.1 | rho(default, gradsim) | top-n overlap default∩gradsim | "
+    "rho(spec c=0.01 / 0.1 / 1, gradsim) | rho(default, margin) |\n" + "|---" * 11 + "|"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Measure, print the table, write ``spectrum.json``; return the records."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="a run folder with margin-sampling runs")
+    parser.add_argument("--strategy", default="margin")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, nargs="+", default=[0, 3, 10])
+    parser.add_argument("--reference-rows", type=int, default=100, help="ISAL's (default 100)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(HEADER)
+    records = []
+    for seed in args.seeds:
+        for round_ in args.rounds:
+            records.append(measure(args.out, args.strategy, seed, round_, args.reference_rows))
+            print(row(records[-1]), flush=True)
+    (args.out / "spectrum.json").write_text(json.dumps(records, indent=1) + "\n")
+    return records
 
 
 if __name__ == "__main__":
