@@ -14,6 +14,8 @@ import torch
 from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
 
+from skisal import ModelAdapter
+
 # Scripts launched by tests (torchrun), not modules to import for doctests.
 collect_ignore_glob = ["distributed/*.py"]
 
@@ -36,6 +38,37 @@ class MLP(torch.nn.Module):
         h = self.dropout(torch.tanh(self.norm(self.hidden(x))))
         logits = self.out(h)
         return logits.softmax(dim=1) if self.softmax else logits
+
+
+class NaNAbove(torch.nn.Module):
+    """A linear classifier whose outputs are NaN for inputs with feature 0 above 3."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        out = self.linear(x)
+        return torch.where(x[:, :1] > 3.0, torch.full_like(out, float("nan")), out)
+
+
+class LinearAdapter(ModelAdapter):
+    """The five abstract methods, nothing else: a third-party adapter at its smallest."""
+
+    def get_module(self, estimator):
+        return estimator
+
+    def get_inputs(self, estimator, X, indices, device):
+        return torch.as_tensor(X[indices], device=device)
+
+    def get_targets(self, estimator, y, indices, device):
+        return torch.as_tensor(y[indices], device=device)
+
+    def per_sample_loss(self, estimator, outputs, targets):
+        return torch.nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    def pseudo_label_loss(self, estimator, outputs):
+        return self.per_sample_loss(estimator, outputs, outputs.detach().argmax(dim=1))
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from conftest import LinearAdapter
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
-from skisal.adapters import ModelAdapter, register_adapter, registry, resolve_adapter
+from skisal.adapters import register_adapter, registry, resolve_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "docs" / "snippets" / "custom_adapter.py"
@@ -37,21 +37,8 @@ class Toy(nn.Linear):
         super().__init__(3, 2)
 
 
-class ToyAdapter(ModelAdapter):
-    def get_module(self, estimator):
-        return estimator
-
-    def get_inputs(self, estimator, X, indices, device):
-        return torch.as_tensor(X[indices], device=device)
-
-    def get_targets(self, estimator, y, indices, device):
-        return torch.as_tensor(y[indices], device=device)
-
-    def per_sample_loss(self, estimator, outputs, targets):
-        return nn.functional.cross_entropy(outputs, targets, reduction="none")
-
-    def pseudo_label_loss(self, estimator, outputs):
-        return self.per_sample_loss(estimator, outputs, outputs.detach().argmax(dim=1))
+class ToyAdapter(LinearAdapter):
+    pass
 
 
 class OtherToyAdapter(ToyAdapter):

@@ -4,45 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import BaseEstimator, clone
 
+from conftest import LinearAdapter
 from skisal import InfluenceQueryStrategy, ModelAdapter, SkorchClassifierAdapter
 from skisal.adapters import SkactivemlSkorchAdapter
-
-
-class _LinearAdapter(ModelAdapter):
-    """The five abstract methods, nothing else: a third-party adapter at its smallest."""
-
-    def get_module(self, estimator):
-        return estimator
-
-    def get_inputs(self, estimator, X, indices, device):
-        return torch.as_tensor(X[indices], device=device)
-
-    def get_targets(self, estimator, y, indices, device):
-        return torch.as_tensor(y[indices], device=device)
-
-    def per_sample_loss(self, estimator, outputs, targets):
-        return torch.nn.functional.cross_entropy(outputs, targets, reduction="none")
-
-    def pseudo_label_loss(self, estimator, outputs):
-        return self.per_sample_loss(estimator, outputs, outputs.detach().argmax(dim=1))
 
 
 def test_model_adapter_is_an_abstract_estimator():
     with pytest.raises(TypeError, match="abstract"):
         ModelAdapter()
 
-    class Incomplete(_LinearAdapter):
+    class Incomplete(LinearAdapter):
         pseudo_label_loss = ModelAdapter.pseudo_label_loss  # abstract again
 
     with pytest.raises(TypeError, match="pseudo_label_loss"):
         Incomplete()
-    adapter = _LinearAdapter()
+    adapter = LinearAdapter()
     assert isinstance(adapter, BaseEstimator)
     assert adapter.get_params() == {}
-    assert repr(adapter) == "_LinearAdapter()"
+    assert repr(adapter) == "LinearAdapter()"
 
 
 @pytest.mark.parametrize("cls", [SkorchClassifierAdapter, SkactivemlSkorchAdapter])

@@ -12,6 +12,7 @@ import torch
 from skorch import NeuralNetClassifier
 
 import skisal.exceptions
+from conftest import NaNAbove
 from skisal import InfluenceQueryStrategy
 from skisal.baselines import CoresetSampling, RandomSampling
 from skisal.exceptions import (
@@ -198,18 +199,6 @@ def test_skactiveml_scoring_batch_size_raises_invalid_parameter_error():
 
 
 # -- the numerical failures are SkisalErrors too, raised by a real query -----------------------
-class NaNAbove(torch.nn.Module):
-    """A linear classifier whose outputs are NaN for inputs with feature 0 above 3."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 2)
-
-    def forward(self, x):
-        out = self.linear(x)
-        return torch.where(x[:, :1] > 3.0, torch.full_like(out, float("nan")), out)
-
-
 def test_a_non_finite_score_is_caught_as_skisal_error_and_arithmetic_error():
     torch.manual_seed(0)
     nan_net = NeuralNetClassifier(

@@ -21,6 +21,7 @@ import torch
 from modAL.models import ActiveLearner
 from skorch import NeuralNetClassifier
 
+from conftest import NaNAbove
 from skisal import InfluenceQueryStrategy, NonFiniteScoreError
 from skisal._device import check_device
 from skisal.baselines import CoresetSampling
@@ -59,18 +60,6 @@ def _strategy(**kwargs):
     options = dict(X_labeled=X_LAB, y_labeled=Y_LAB, return_scores=True, random_state=0)
     options.update(kwargs)
     return InfluenceQueryStrategy(X_REF, Y_REF, **options)
-
-
-class NaNAbove(torch.nn.Module):
-    """A linear classifier whose outputs are NaN for inputs with feature 0 above 3."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = torch.nn.Linear(4, 2)
-
-    def forward(self, x):
-        out = self.linear(x)
-        return torch.where(x[:, :1] > 3.0, torch.full_like(out, float("nan")), out)
 
 
 def _with_nan_rows(data, rows):
