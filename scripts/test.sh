@@ -25,8 +25,8 @@ print('$STACK stack: torch', torch.__version__, '| scikit-learn', sklearn.__vers
 
 # Lint once (the result does not depend on the installed versions).
 if [ "$STACK" = newest ]; then
-    ruff check skisal tests examples benchmarks research
-    ruff format --check skisal tests examples benchmarks research
+    ruff check --no-cache skisal tests examples benchmarks research
+    ruff format --no-cache --check skisal tests examples benchmarks research
 fi
 
 # Without scikit-activeml (the oldest stack: it needs scikit-learn >= 1.6) its test modules

@@ -8,13 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (
-    assert_module_unchanged,
-    make_net,
-    requires_modal_041,
-    run_with_modal_041,
-    snapshot_module,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from modAL.models import ActiveLearner
@@ -22,6 +15,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNetClassifier
 
+from conftest import (
+    assert_module_unchanged,
+    make_net,
+    requires_modal_041,
+    run_with_modal_041,
+    snapshot_module,
+)
 from skisal import InfluenceQueryStrategy
 from skisal._modal import installed_modal_returns_scores
 from skisal.baselines import (

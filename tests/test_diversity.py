@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_net
 from modAL.models import ActiveLearner
 
+from conftest import make_net
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
 from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
 from skisal.engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import MLP, make_net
 
+from conftest import MLP, make_net
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter, SolverDivergenceError
 from skisal.engine import select_parameters
 

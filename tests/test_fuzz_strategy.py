@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_module_unchanged, snapshot_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skorch import NeuralNetClassifier
 
+from conftest import assert_module_unchanged, snapshot_module
 from skisal import InfluenceQueryStrategy
 from skisal.baselines import CoresetSampling
 

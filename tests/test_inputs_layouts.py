@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import MLP, assert_module_unchanged, make_net, snapshot_module
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNet
 
+from conftest import MLP, assert_module_unchanged, make_net, snapshot_module
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
 from skisal._validation import check_data, rows_as_array
 

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from conftest import requires_modal_041, run_with_modal_041
 from modAL.models import ActiveLearner
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import validation
 
+from conftest import requires_modal_041, run_with_modal_041
 from skisal import modal_compat
 
 SKLEARN_DROPPED_FORCE_ALL_FINITE = (

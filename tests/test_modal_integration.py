@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import MLP, make_net, requires_modal_041, run_with_modal_041
 from modAL.models import ActiveLearner, DeepActiveLearner
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNet
 
+from conftest import MLP, make_net, requires_modal_041, run_with_modal_041
 from skisal import InfluenceQueryStrategy
 from skisal._modal import installed_modal_returns_scores
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_module_unchanged, snapshot_module
 from modAL.models import ActiveLearner
 
+from conftest import assert_module_unchanged, snapshot_module
 from skisal import InfluenceQueryStrategy, SolverDivergenceError
 
 

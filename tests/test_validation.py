@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_net
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
+from conftest import make_net
 from skisal import InfluenceQueryStrategy
 
 
