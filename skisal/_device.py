@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .engine.model import module_on
+from .exceptions import InvalidParameterError
 
 __all__ = ["check_device", "module_for"]
 
@@ -50,31 +51,31 @@ def check_device(device: Any, default: torch.device, name: str = "device") -> to
     >>> check_device("nonsense", torch.device("cpu"))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: device must name a torch device such as 'cpu' or 'cuda:0', got 'nonsense'.
+    skisal.exceptions.InvalidParameterError: device must name a torch device ... got 'nonsense'.
     """
     if device is None:
         return default
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {device!r}."
         ) from exc
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{name}={device!r}, but torch sees no CUDA device (no GPU, no driver, or a "
                 "CPU-only build of torch): use device='cpu', or None for the module's device."
             )
         if resolved.index is None:
             resolved = torch.device("cuda", torch.cuda.current_device())
         elif resolved.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{name}={device!r}, but this machine has {torch.cuda.device_count()} CUDA "
                 f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}."
             )
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(
+        raise InvalidParameterError(
             f"{name}={device!r}, but the MPS backend is not available here: use device='cpu'."
         )
     return resolved

@@ -10,14 +10,9 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from . import _modal
-
-# The constants were defined here before skisal._query: still importable from here.
 from ._query import (
-    AUTO_CG_TOL,  # noqa: F401
     CONSTRAINTS,
-    INVERSE_HVP_METHODS,  # noqa: F401 (benchmarks/bench_query.py imports it from here)
-    PRECONDITIONER_SAMPLES,  # noqa: F401
-    SELECTIONS,  # noqa: F401
+    INVERSE_HVP_METHODS,  # noqa: F401 (the strategy's solvers, read by benchmarks/bench_query.py)
     Query,
     Scored,
     prepare,

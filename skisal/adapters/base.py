@@ -1,10 +1,11 @@
 """The adapter contract: how one model family computes its loss and pseudo-labels.
 
 The influence engine never knows whether it scores a classifier or a detector.
-It asks the adapter for five things: the ``nn.Module`` to differentiate, how to
-turn a slice of user data into a model input, how to run the module, the
-per-sample training loss against true targets, and the per-sample loss against
-the model's own predictions (UUIC's pseudo-labels, Algorithm 1 of the paper).
+It asks the adapter for five things, its abstract methods: the ``nn.Module`` to
+differentiate, how to turn a slice of user data into a model input, the targets
+of a slice of labels, the per-sample training loss against true targets, and the
+per-sample loss against the model's own predictions (UUIC's pseudo-labels,
+Algorithm 1 of the paper).
 Subclass :class:`ModelAdapter` to support a new model family.
 
 Optional hooks let a family do more without the engine knowing about it:
@@ -30,7 +31,7 @@ from torch import nn
 from .._validation import check_data, check_same_sample_shape
 from ..engine.trees import detached_leaf_copy, differentiable, tree_leaves
 
-__all__ = ["ModelAdapter"]
+__all__ = ["ModelAdapter", "split_pipeline"]
 
 
 class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
@@ -472,3 +473,38 @@ class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
             If the targets cannot be scored by this model.
         """
         return y
+
+
+def split_pipeline(estimator: Any) -> tuple[Any, Any]:
+    """Split a scikit-learn Pipeline into its preprocessing and its last step.
+
+    Adapters score the last step of a Pipeline, and feed it what the steps
+    before it produce; any other estimator is its own last step.
+
+    Parameters
+    ----------
+    estimator : object
+        An estimator, or a Pipeline ending in one.
+
+    Returns
+    -------
+    preprocess : Pipeline or None
+        The steps before the last, or None if there are none.
+    last : object
+        The last step (``estimator`` itself if it is not a Pipeline).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skisal.adapters.base import split_pipeline
+    >>> preprocess, last = split_pipeline(make_pipeline(StandardScaler(), net))
+    >>> type(preprocess).__name__, last is net
+    ('Pipeline', True)
+    >>> split_pipeline(net) == (None, net)
+    True
+    """
+    steps = getattr(estimator, "steps", None)
+    if steps is not None and hasattr(estimator, "__getitem__"):
+        return (estimator[:-1] if len(steps) > 1 else None), estimator[-1]
+    return None, estimator

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ModelAdapter
-from .skorch_classifier import _split_pipeline
+from ..exceptions import InvalidParameterError
+from .base import ModelAdapter, split_pipeline
 
 __all__ = ["register_adapter", "resolve_adapter"]
 
@@ -66,7 +66,9 @@ class _Registration:
 
     def describe(self) -> str:
         """The registered classes, by name, for messages."""
-        return ", ".join([cls.__qualname__ for cls in self.classes] + list(self.paths))
+        return ", ".join(
+            [f"{c.__module__}.{c.__qualname__}" for c in self.classes] + list(self.paths)
+        )
 
 
 # Newest last. Registrations without `default` rank above the default ones whatever the
@@ -291,17 +293,19 @@ def resolve_adapter(estimator: Any, adapter: ModelAdapter | None = None) -> Mode
                 if isinstance(adapter, type) and issubclass(adapter, ModelAdapter)
                 else "pass an instance of a ModelAdapter subclass, or None to resolve one"
             )
-            raise TypeError(
+            raise InvalidParameterError(
                 f"adapter must be a skisal ModelAdapter instance, got "
                 f"{getattr(adapter, '__name__', type(adapter).__name__)}; {fix}."
             )
         return adapter
-    last = _split_pipeline(estimator)[1]
+    last = split_pipeline(estimator)[1]
     for registration in [*reversed(_USER), *reversed(_DEFAULT)]:
         if registration.matches(last):
             return registration.make()
     name = type(last).__name__
-    known = "; ".join(r.describe() for r in _DEFAULT + _USER)
+    # a family may be registered by class and by class path (torchvision's detectors): once
+    names = dict.fromkeys(n for r in _DEFAULT + _USER for n in r.describe().split(", "))
+    known = ", ".join(names)
     raise TypeError(
         "classifier must be a skorch NeuralNet/NeuralNetClassifier, or another estimator "
         "with a registered adapter (bare, last in a scikit-learn Pipeline, or in a modAL "

@@ -17,7 +17,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from .skorch_classifier import SkorchClassifierAdapter, _split_pipeline
+from .base import split_pipeline
+from .skorch_classifier import SkorchClassifierAdapter
 
 __all__ = ["SkactivemlSkorchAdapter", "is_skactiveml_skorch"]
 
@@ -93,7 +94,7 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
     """
 
     def _wrapper(self, estimator: Any) -> Any:
-        return _split_pipeline(estimator)[1]
+        return split_pipeline(estimator)[1]
 
     def _net(self, estimator: Any) -> Any:
         return self._wrapper(estimator).neural_net_

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from skorch import NeuralNet
 from torch import nn
 
 from .._validation import (
@@ -17,7 +18,8 @@ from .._validation import (
     to_index_labels,
 )
 from ..engine.model import evaluation_mode
-from .base import ModelAdapter
+from ..exceptions import InvalidParameterError
+from .base import ModelAdapter, split_pipeline
 
 __all__ = ["SkorchClassifierAdapter"]
 
@@ -60,14 +62,6 @@ def _output_problems(kind: str, outputs: torch.Tensor) -> list[str]:
     if abs(worst) > tol:
         problems.append(f"the exponentials of a row sum to {np.exp(worst):.3g}, not 1")
     return problems
-
-
-def _split_pipeline(estimator: Any) -> tuple[Any, Any]:
-    """Return ``(preprocessor or None, net)`` for a net or a Pipeline ending in one."""
-    steps = getattr(estimator, "steps", None)
-    if steps is not None and hasattr(estimator, "__getitem__"):
-        return (estimator[:-1] if len(steps) > 1 else None), estimator[-1]
-    return None, estimator
 
 
 class SkorchClassifierAdapter(ModelAdapter):
@@ -146,7 +140,7 @@ class SkorchClassifierAdapter(ModelAdapter):
 
     # -- estimator ---------------------------------------------------------
     def _net(self, estimator: Any) -> Any:
-        return _split_pipeline(estimator)[1]
+        return split_pipeline(estimator)[1]
 
     def check_estimator(self, estimator: Any) -> None:
         """Raise if ``estimator`` is not a fitted skorch classifier this adapter supports.
@@ -166,8 +160,6 @@ class SkorchClassifierAdapter(ModelAdapter):
         sklearn.exceptions.NotFittedError
             If the net is not fitted (skorch's ``NotInitializedError``).
         """
-        from skorch import NeuralNet
-
         check_constraints(self, _CONSTRAINTS)
         net = self._net(estimator)
         if not isinstance(net, NeuralNet):
@@ -229,7 +221,7 @@ class SkorchClassifierAdapter(ModelAdapter):
             when taking the rows did not already give one), so every layout
             gives the module the same tensor.
         """
-        preprocess, _ = _split_pipeline(estimator)
+        preprocess, _ = split_pipeline(estimator)
         rows = take_rows(X, indices)
         if preprocess is not None:
             rows = preprocess.transform(rows)
@@ -305,7 +297,7 @@ class SkorchClassifierAdapter(ModelAdapter):
         """
         n_classes = int(probe_outputs.shape[1])
         if self.top_k >= n_classes:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"top_k={self.top_k} must be smaller than the number of classes ({n_classes}): "
                 "weighted by the posterior over every class, the cross-entropy gradient is "
                 "exactly zero, so every influence would be rounding noise."
@@ -365,7 +357,7 @@ class SkorchClassifierAdapter(ModelAdapter):
         problems = _output_problems(kind, outputs.detach())
         if not problems:
             return
-        last = _split_pipeline(estimator)[1]
+        last = split_pipeline(estimator)[1]
         criterion = type(self._net(estimator).criterion_).__name__
         found = "; ".join(problems)
         if kind == "probabilities":

@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._device import check_device
 from .._validation import check_constraints, is_non_negative_real, is_positive_int, is_positive_real
 from ..engine.model import batches, evaluation_mode
 from ._arrays import target_to, to_tensor
@@ -195,10 +196,8 @@ class TorchvisionDetector(BaseEstimator):
     def _validate_params(self) -> None:
         """Check every parameter, naming the one at fault (at ``fit``, as scikit-learn does)."""
         check_constraints(self, _CONSTRAINTS)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device must name a torch device, got {self.device!r}.") from exc
+        # the strategy's check: also refuses "cuda" where torch sees no GPU, before any work
+        check_device(self.device, torch.device("cpu"))
 
     def _build(self) -> tuple[nn.Module, int]:
         """The initial model (from torch's RNG, seeded by the caller) and its class count."""

@@ -1,4 +1,4 @@
-"""Inverse Hessian-vector product solvers: ``s_test = (H + damping I)^-1 v``, all in one place.
+"""Inverse Hessian-vector product solvers: ``s_test = (H + damping I)^-1 v``: the index.
 
 Every solver solves the same damped system, so ``damping`` means the same thing
 whichever solver is chosen. Each one lives in a module of its own, beside the
@@ -15,8 +15,9 @@ interface they share (:mod:`~skisal.engine.inverse_hvp`):
 * :class:`~skisal.engine.KFACSolver` (:mod:`~skisal.engine.kfac`): Kronecker-factored
   curvature.
 
-This module re-exports them, with :class:`~skisal.SolverReport` and
-:func:`~skisal.engine.top_eigenvalue`, under the names it has always offered.
+This module re-exports them all, with :class:`~skisal.SolverReport` and
+:func:`~skisal.engine.top_eigenvalue`, so that the names it offered before the split
+still import from here.
 """
 
 from __future__ import annotations

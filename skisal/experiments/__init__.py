@@ -5,6 +5,7 @@ Needs modAL and matplotlib (``pip install "skisal[modal,examples]"``).
 """
 
 from .datasets import DATASETS, Dataset, load_dataset
+from .records import StepRecord, load_records
 from .report import (
     aulc,
     format_markdown,
@@ -14,7 +15,7 @@ from .report import (
     summarise,
     write_report,
 )
-from .runner import ExperimentConfig, StepRecord, load_records, run_experiment, split_indices
+from .runner import ExperimentConfig, run_experiment, split_indices
 from .strategies import STRATEGIES, StrategyContext, make_strategy
 
 __all__ = [
