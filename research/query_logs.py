@@ -23,8 +23,9 @@ import torch
 from scipy.stats import spearmanr
 
 from research.probes import margins, outputs_and_features
-from research.replay import learner_at, step_seed
+from research.replay import learner_at
 from research.reproduce import STUDIES
+from skisal.experiments import step_seed
 
 
 def query_log(out: Path, strategy: str, seed: int, query: int) -> dict[str, float]:

@@ -25,7 +25,9 @@ from skisal.experiments import (
     load_records,
     make_strategy,
     split_indices,
+    step_seed,
 )
+from skisal.experiments.runner import CONFIG_FILE
 
 
 @dataclasses.dataclass
@@ -49,14 +51,9 @@ class Replayed:
         return float(self.learner.score(X[split.test], y[split.test]))
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The seed the runner gives torch and the strategy at ``step`` of run ``seed``."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
-
-
 def read_config(out_dir: str | Path) -> ExperimentConfig:
     """The configuration of a run folder (its ``config.json``)."""
-    fields = json.loads((Path(out_dir) / "config.json").read_text())
+    fields = json.loads((Path(out_dir) / CONFIG_FILE).read_text())
     fields["strategies"] = tuple(fields["strategies"])
     fields["seeds"] = tuple(fields["seeds"])
     return ExperimentConfig(**fields)

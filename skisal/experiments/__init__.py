@@ -15,7 +15,7 @@ from .report import (
     summarise,
     write_report,
 )
-from .runner import ExperimentConfig, run_experiment, split_indices
+from .runner import ExperimentConfig, run_experiment, split_indices, step_seed
 from .strategies import STRATEGIES, StrategyContext, make_strategy
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "plot_learning_curves",
     "run_experiment",
     "split_indices",
+    "step_seed",
     "summarise",
     "write_report",
 ]

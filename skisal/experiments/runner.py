@@ -51,7 +51,14 @@ from .records import AFRESH, RECORDS_FILE, StepRecord, line_error, load_records,
 from .strategies import StrategyContext, make_strategy, strategy_factory
 
 # StepRecord and load_records live in .records; still importable from here.
-__all__ = ["ExperimentConfig", "StepRecord", "load_records", "run_experiment", "split_indices"]
+__all__ = [
+    "ExperimentConfig",
+    "StepRecord",
+    "load_records",
+    "run_experiment",
+    "split_indices",
+    "step_seed",
+]
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
@@ -246,8 +253,31 @@ def split_indices(n_samples: int, config: ExperimentConfig, seed: int) -> Split:
     return Split(*np.split(order, cuts))
 
 
-def _step_seed(seed: int, step: int) -> int:
-    """Independent, reproducible seed for one step of one run."""
+def step_seed(seed: int, step: int) -> int:
+    """The seed the runner gives torch and the strategy at ``step`` of run ``seed``.
+
+    Independent across steps and runs, and reproducible: a resumed run, or a
+    script that replays one (``research/replay.py``), trains and queries
+    exactly as the original run did.
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed (one of :attr:`ExperimentConfig.seeds`).
+    step : int
+        The step: 0 for the initial fit, then one per query.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**32)``.
+
+    Examples
+    --------
+    >>> from skisal.experiments import step_seed
+    >>> step_seed(0, 3) == step_seed(0, 3) != step_seed(1, 3)
+    True
+    """
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
@@ -494,7 +524,7 @@ def _run_one(
     last_step = max(len(done) - 1, 0)
 
     # The learner as it was after `last_step`: same data order and seed as teach() used.
-    torch.manual_seed(_step_seed(seed, last_step))
+    torch.manual_seed(step_seed(seed, last_step))
     start = time.perf_counter()
     learner = ActiveLearner(
         estimator=dataset.make_estimator(config.epochs),
@@ -511,13 +541,13 @@ def _run_one(
     in_pool[labelled] = False
     pool = split.pool[in_pool[split.pool]]  # pool order kept
     for step in range(last_step + 1, config.steps + 1):
-        _reseed(strategy, _step_seed(seed, step))
+        _reseed(strategy, step_seed(seed, step))
         start = time.perf_counter()
         chosen, _ = learner.query(take_rows(X, pool), n_instances=config.query_size)
         query_seconds = time.perf_counter() - start
         selected = pool[np.asarray(chosen, dtype=np.int64)]
 
-        torch.manual_seed(_step_seed(seed, step))
+        torch.manual_seed(step_seed(seed, step))
         start = time.perf_counter()
         learner.teach(take_rows(X, selected), y[selected])
         fit_seconds = time.perf_counter() - start
