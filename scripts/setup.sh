@@ -41,8 +41,9 @@ if [ "$STACK" = newest ]; then
     # torchvision (ResNet-18 in the benchmarks, detectors later) must match torch's build.
     pip_install "torch==2.14.1" "torchvision==0.29.1" \
         || pip_install "torch>=2.1" torchvision
-    # The newest releases, named so that CI notices when they stop resolving.
-    pip_install -e ".[modal,test,examples,detection,skactiveml]" \
+    # The newest releases, named so that CI notices when they stop resolving. The docs extra
+    # too: tests/test_docs.py checks the docs build's own numpydoc rules with Sphinx.
+    pip_install -e ".[modal,test,examples,detection,skactiveml,docs]" \
         "scikit-learn==1.9.1" "pandas==3.1.1" "scikit-activeml==1.0.1"
 else
     # The floors of scripts/constraints-oldest.txt: torch 2.1.2 (a CUDA build from PyPI, with
