@@ -36,7 +36,7 @@ ignore=()
 skipped_note=""
 if ! python -c "import skactiveml" 2>/dev/null; then
     mapfile -t tests_skipped < <(grep -rlE --include='*.py' \
-        "importorskip\(\s*[\"']skactiveml[\"']" tests | sort)
+        "^pytest\.importorskip\(\s*[\"']skactiveml[\"']" tests | sort)
     mapfile -t doctests_skipped < <(grep -rlE --include='*.py' \
         "^\s*(>>> )?(from|import) skactiveml\b" skisal | sort)
     skipped_note="scikit-activeml is not installed in the $STACK stack (it needs scikit-learn >= 1.6):"
