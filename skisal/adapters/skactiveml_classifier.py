@@ -9,7 +9,6 @@ skorch adapter's rules and speaks the wrapper's label space, so that
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from .base import split_pipeline
+from .registry import _is_imported_instance
 from .skorch_classifier import SkorchClassifierAdapter
 
 __all__ = ["SkactivemlSkorchAdapter", "is_skactiveml_skorch"]
@@ -47,9 +47,7 @@ def is_skactiveml_skorch(estimator: Any) -> bool:
     >>> is_skactiveml_skorch(torch.nn.Linear(4, 2))
     False
     """
-    module = sys.modules.get("skactiveml.classifier")
-    cls = getattr(module, "SkorchClassifier", None)
-    return cls is not None and isinstance(estimator, cls)
+    return _is_imported_instance(estimator, "skactiveml.classifier.SkorchClassifier")
 
 
 class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
