@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from torch import nn
 
+import skisal.detection  # noqa: F401 (registers here, not inside a test's registry copy)
 from conftest import LinearAdapter
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
 from skisal.adapters import register_adapter, registry, resolve_adapter
@@ -214,10 +215,8 @@ def test_no_adapter_known_says_how_to_register_one():
         resolve_adapter(Toy())
     message = str(info.value)
     assert "got Toy" in message and "Registered: skorch.net.NeuralNet" in message
-    # torchvision's detectors are registered by class (skisal.detection) and by class path
-    # (skisal's root): each is named once
-    import skisal.detection  # noqa: F401
-
+    # torchvision's detectors are registered by class (skisal.detection, imported above) and
+    # by class path (skisal's root): each is named once
     with pytest.raises(TypeError) as info:
         resolve_adapter(Toy())
     registered = str(info.value).split("Registered: ")[1].split(". ")[0].split(", ")
