@@ -1,8 +1,10 @@
 """skisal: Influence Selection for Active Learning (ISAL) for modAL and skorch.
 
 The main entry point is :class:`InfluenceQueryStrategy`, a modAL query
-strategy; :mod:`skisal.engine` holds the model-agnostic influence engine and
-:mod:`skisal.adapters` the per-model-family adapters. Baselines to compare
+strategy (its ``explain()`` tells why it picked what it picked, and
+:class:`InfluenceDisplay` draws it); :mod:`skisal.engine` holds the
+model-agnostic influence engine and :mod:`skisal.adapters` the
+per-model-family adapters. Baselines to compare
 with live in :mod:`skisal.baselines`, and whole comparisons (datasets, a
 resumable runner, reports, the ``skisal-experiment`` command) in
 :mod:`skisal.experiments`. For scikit-activeml, :mod:`skisal.skactiveml`
@@ -15,6 +17,7 @@ and pandas (:mod:`skisal.modal_compat`; ``SKISAL_MODAL_COMPAT=0`` turns that off
 from . import modal_compat
 from .adapters import ModelAdapter, SkorchClassifierAdapter, register_adapter, resolve_adapter
 from .baselines import CoresetSampling, RandomSampling, gradient_similarity
+from .display import InfluenceDisplay
 from .engine import InfluenceDiagnostics, SolverReport
 from .exceptions import (
     InvalidParameterError,
@@ -43,6 +46,7 @@ register_adapter(
 __all__ = [
     "CoresetSampling",
     "InfluenceDiagnostics",
+    "InfluenceDisplay",
     "InfluenceQueryStrategy",
     "InvalidParameterError",
     "ModelAdapter",

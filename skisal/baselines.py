@@ -22,6 +22,7 @@ from sklearn.utils import check_random_state
 
 from . import _modal
 from ._device import module_for
+from ._repr import SummarisedArraysRepr
 from ._validation import (
     check_constraints,
     check_data,
@@ -256,7 +257,7 @@ def k_center_greedy(
     return np.asarray(indices, dtype=np.int64), np.asarray(distances)
 
 
-class CoresetSampling(BaseEstimator):
+class CoresetSampling(SummarisedArraysRepr, BaseEstimator):
     """Core-set selection: k-center greedy on penultimate features.
 
     The labelled set (the learner's ``X_training``, or ``X_labeled``) gives the

@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "(scikit-activeml needs scikit-learn >= 1.6)."
     ) from exc
 
+from ._repr import SummarisedArraysRepr
 from ._validation import check_constraints, is_positive_int
 from .strategy import InfluenceQueryStrategy
 
@@ -68,7 +69,7 @@ _FORWARDED = (
 )
 
 
-class InfluenceSampling(SingleAnnotatorPoolQueryStrategy):
+class InfluenceSampling(SummarisedArraysRepr, SingleAnnotatorPoolQueryStrategy):
     """Influence Selection for Active Learning (ISAL) for scikit-activeml.
 
     Utilities are negated influences, ``-I(z, R)`` with

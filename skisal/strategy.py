@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
 from . import _modal
+from ._explain import QueryRecord, explanation_frame
 from ._query import (
     CONSTRAINTS,
     INVERSE_HVP_METHODS,  # noqa: F401 (the strategy's solvers, read by benchmarks/bench_query.py)
@@ -20,16 +22,22 @@ from ._query import (
     solve_and_score,
     warn_if_all_equal,
 )
+from ._repr import SummarisedArraysRepr
 from ._validation import check_constraints, check_query_size, take_rows, within_budget
 from .adapters import ModelAdapter
-from .engine import ParameterSpace, evaluation_mode
+from .engine import evaluation_mode
 from .engine.distributed import ProcessGroup, current_group
-from .engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
+from .engine.diversity import (
+    gradient_factors,
+    influence_rank_weights,
+    kmeans_pp_select,
+    pick_distances,
+)
 
 __all__ = ["InfluenceQueryStrategy"]
 
 
-class InfluenceQueryStrategy(BaseEstimator):
+class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
     """Influence Selection for Active Learning (ISAL) as a modAL query strategy.
 
     Scores every pool sample ``z`` by its influence on the loss over a
@@ -384,6 +392,69 @@ class InfluenceQueryStrategy(BaseEstimator):
         """
         return self._influence(classifier, X_pool, X_labeled, y_labeled)[0].copy()
 
+    def explain(self) -> Any:
+        """Why the last query ranked and picked each pool sample: one row per sample.
+
+        Works after a query (``learner.query``, or calling the strategy) and
+        after :meth:`influence` (then nothing is selected).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per sample of the last query's pool, in pool order (index
+            ``pool_index``), with the columns:
+
+            - ``influence``: ``I(z, R)``, as ``scores_`` (lower = more helpful);
+            - ``rank``: 1 for the most helpful sample (samples the adapter
+              defers, e.g. images without a prediction, rank last);
+            - ``selected``, ``selection_order`` (1 = picked first, ``<NA>`` if
+              not picked);
+            - ``pseudo_label``: the label the influence was computed for (the
+              model's prediction; a detector's most confident box; None without
+              one), ``confidence``: the model's probability of it (a box's
+              score), ``margin``: its lead over the second class (classifiers);
+            - ``cost``: the predicted annotation cost (1 for a classifier, the
+              predicted box count for a detector);
+            - ``reason``: why a selected sample was picked, None otherwise:
+              ``"rank 3 by influence"``, or with ``selection="diverse"``
+              ``"most helpful sample (first pick)"`` and ``"k-means++ pick 4:
+              gradient distance 0.82 to earlier picks; rank 17 by influence"``;
+            - ``distance``: with ``selection="diverse"``, a pick's distance in
+              last-layer gradient space to the nearest earlier pick (NaN
+              otherwise): k-means++ favours samples far from those chosen.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before any query or :meth:`influence` call.
+        ImportError
+            Without pandas.
+
+        Examples
+        --------
+        >>> from modAL.models import ActiveLearner
+        >>> from skisal import InfluenceQueryStrategy
+        >>> strategy = InfluenceQueryStrategy(X_reference, y_reference, random_state=0)
+        >>> learner = ActiveLearner(estimator=make_net(), query_strategy=strategy,
+        ...                         X_training=X_labeled, y_training=y_labeled)
+        >>> idx, _ = learner.query(X_pool, n_instances=3)
+        >>> table = strategy.explain()
+        >>> table.shape, list(table.columns[:4])
+        ((30, 10), ['influence', 'rank', 'selected', 'selection_order'])
+        >>> picked = table[table.selected].sort_values("selection_order")
+        >>> picked.index.tolist() == idx.tolist(), picked["rank"].tolist()
+        (True, [1, 2, 3])
+        >>> picked["reason"].iloc[0]
+        'rank 1 by influence'
+        """
+        record = getattr(self, "_last_query", None)
+        if record is None:
+            raise NotFittedError(
+                "explain() describes the last query: query with this strategy "
+                "(learner.query(X_pool)) or call strategy.influence(...) first."
+            )
+        return explanation_frame(record)
+
     def _influence(
         self,
         classifier: Any,
@@ -405,8 +476,13 @@ class InfluenceQueryStrategy(BaseEstimator):
         rng = check_random_state(self.random_state)
         with evaluation_mode(query.model.module), torch.no_grad():
             scored = solve_and_score(query, rng, group)
-            order = self._select(query, scored, budget, rng, group) if select else None
-        self._store(query.model.space, scored, order)
+            # Deferred samples (the adapter's, e.g. images without a prediction) go last; the
+            # sort is stable, so ties keep pool order and equal inputs give equal selections.
+            ranking = np.lexsort((scored.scores.cpu().numpy(), scored.deferred))
+            order, distances = (
+                self._select(query, scored, ranking, budget, rng, group) if select else (None, None)
+            )
+        self._store(query, scored, ranking, order, distances)
         warn_if_all_equal(self.scores_)
         return self.scores_, order
 
@@ -452,18 +528,20 @@ class InfluenceQueryStrategy(BaseEstimator):
         self,
         query: Query,
         scored: Scored,
+        ranking: np.ndarray,
         budget: float | None,
         rng: np.random.RandomState,
         group: ProcessGroup | None,
-    ) -> np.ndarray:
-        """The pool indices to label, best first: by rank, within a budget, or diverse."""
-        # Deferred samples (the adapter's, e.g. images without a prediction) go last;
-        # the sort is stable, so ties keep pool order and equal inputs give equal selections.
-        ranking = np.lexsort((scored.scores.cpu().numpy(), scored.deferred))
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The pool indices to label, best first: by rank, within a budget, or diverse.
+
+        Also returns, for a diverse selection, each pick's gradient distance to the
+        nearest earlier pick (why k-means++ took it); None otherwise.
+        """
         if budget is not None:
-            return within_budget(ranking, scored.annotation_costs, budget)
+            return within_budget(ranking, scored.annotation_costs, budget), None
         if self.selection == "top" or query.n_instances == 1:
-            return ranking[: query.n_instances]
+            return ranking[: query.n_instances], None
         model, X_pool = query.model, query.X_pool
         if group is None:
             outer, inner = gradient_factors(model, X_pool, self.batch_size)
@@ -472,10 +550,19 @@ class InfluenceQueryStrategy(BaseEstimator):
             local = gradient_factors(model, take_rows(X_pool, shard), self.batch_size)
             outer, inner = (group.gather_rows(t, sizes) for t in local)
         outer = outer * influence_rank_weights(scored.scores).sqrt()[:, None]
-        return kmeans_pp_select(outer, inner, query.n_instances, int(ranking[0]), rng)
+        order = kmeans_pp_select(outer, inner, query.n_instances, int(ranking[0]), rng)
+        return order, pick_distances(outer, inner, order)
 
-    def _store(self, space: ParameterSpace, scored: Scored, order: np.ndarray | None) -> None:
+    def _store(
+        self,
+        query: Query,
+        scored: Scored,
+        ranking: np.ndarray,
+        order: np.ndarray | None,
+        distances: np.ndarray | None,
+    ) -> None:
         """The last query's results, as the fitted attributes documented on the class."""
+        space = query.model.space
         self.scores_ = scored.scores.cpu().numpy().astype(np.float64)
         self.annotation_costs_ = scored.annotation_costs
         self.deferred_ = scored.deferred
@@ -488,3 +575,12 @@ class InfluenceQueryStrategy(BaseEstimator):
             k: t.clone() for k, t in space.split(scored.reference_gradient).items()
         }
         self.diagnostics_ = scored.diagnostics
+        self._last_query = QueryRecord.from_query(
+            self.scores_,
+            ranking,
+            order,
+            "top" if distances is None else "diverse",
+            scored.summary,
+            query.model.adapter.label_names(query.model.estimator),
+            distances,
+        )

@@ -220,6 +220,30 @@ def test_bare_torchvision_module_is_resolved_and_scored(data, fitted):
 # -- pseudo-boxes, costs and budgets ------------------------------------------------
 
 
+def test_explain_shows_each_images_most_confident_pseudo_box_and_its_cost(data, fitted):
+    X, _ = data
+    detector, threshold = fitted["fcos_small"], 0.3
+    strategy = _strategy(data, adapter=DetectionAdapter(score_threshold=threshold))
+    strategy.influence(detector, X[40:60])
+    table = strategy.explain()
+    module = detector.module_
+    module.score_thresh, default = threshold, module.score_thresh
+    try:
+        predicted = detector.predict(X[40:60])
+    finally:
+        module.score_thresh = default
+    for i, found in enumerate(predicted):
+        row = table.loc[i]
+        assert row["cost"] == len(found["boxes"])
+        if len(found["boxes"]):
+            best = int(found["scores"].argmax())
+            assert row["pseudo_label"] == int(found["labels"][best])
+            assert row["confidence"] == pytest.approx(float(found["scores"][best]), rel=1e-4)
+        else:
+            assert row["pseudo_label"] is None and np.isnan(row["confidence"])
+    assert table["margin"].isna().all()
+
+
 def test_costs_are_the_pseudo_box_counts_and_budget_selects_in_order(data, fitted):
     X, _ = data
     detector, threshold = fitted["fcos_small"], 0.3

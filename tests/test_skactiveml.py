@@ -428,3 +428,18 @@ def test_the_output_routed_to_the_loss_is_scored(data):
     torch.testing.assert_close(adapter.forward(clf, module, x), module(x)[1])
     idx = query(**{**data, "clf": clf, "fit_clf": False}, batch_size=2)
     assert len(set(idx)) == 2
+
+
+def test_explain_names_pseudo_labels_in_the_classifiers_own_labels():
+    names = np.array(["low", "mid", "high"])
+    torch.manual_seed(0)
+    clf = make_clf(classes=names, missing_label="none").fit(X_ALL[:20], names[Y_TRUE[:20]])
+    strategy = InfluenceQueryStrategy(
+        X_ALL[20:30], names[Y_TRUE[20:30]], X_labeled=X_ALL[:20], y_labeled=names[Y_TRUE[:20]]
+    )
+    strategy.influence(clf, X_ALL[30:])
+    table = strategy.explain()
+    np.testing.assert_array_equal(table["pseudo_label"].to_numpy(), clf.predict(X_ALL[30:]))
+    np.testing.assert_allclose(
+        table["confidence"], clf.predict_proba(X_ALL[30:]).max(axis=1), rtol=1e-5
+    )

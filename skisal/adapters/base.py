@@ -425,7 +425,10 @@ class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
         predicted annotation cost of a sample (a detector's pseudo-box
         count), which a query budget counts against (default: 1 per sample);
         ``"deferred"`` (bool), samples ranked after every other one whatever
-        their influence (a detector's images without any prediction).
+        their influence (a detector's images without any prediction);
+        ``"pseudo_label"`` (int64, -1 for none), ``"confidence"`` and
+        ``"margin"`` (float, NaN where they do not apply), shown by
+        :meth:`~skisal.InfluenceQueryStrategy.explain`.
 
         Parameters
         ----------
@@ -440,6 +443,22 @@ class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
             Empty by default.
         """
         return {}
+
+    def label_names(self, estimator: Any) -> Any:
+        """The labels that ``pseudo_label`` indices of :meth:`pseudo_label_summary` stand for.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+
+        Returns
+        -------
+        array-like or None
+            Label ``i`` of the summary is ``label_names(estimator)[i]``; None
+            (the default) shows the indices themselves.
+        """
+        return None
 
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None

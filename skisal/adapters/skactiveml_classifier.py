@@ -158,6 +158,21 @@ class SkactivemlSkorchAdapter(SkorchClassifierAdapter):
             return cls.__bases__[0]
         return cls
 
+    def label_names(self, estimator: Any) -> np.ndarray:
+        """The wrapper's classes: output ``i`` is the label ``classes_[i]``.
+
+        Parameters
+        ----------
+        estimator : skactiveml.classifier.SkorchClassifier
+            The fitted wrapper.
+
+        Returns
+        -------
+        ndarray
+            The classes, as ``predict`` returns them.
+        """
+        return np.asarray(self._wrapper(estimator).classes_)
+
     def check_targets(
         self, estimator: Any, y: Any, argument: str, probe_outputs: Any, X: Any = None
     ) -> np.ndarray:

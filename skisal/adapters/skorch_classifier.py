@@ -528,6 +528,46 @@ class SkorchClassifierAdapter(ModelAdapter):
         weights, labels = probs.topk(k, dim=1)
         return weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-30), labels
 
+    def pseudo_label_summary(
+        self, estimator: Any, outputs: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each sample's pseudo-label, the model's probability of it, and its margin.
+
+        What :meth:`~skisal.InfluenceQueryStrategy.explain` shows next to the
+        influences. The pseudo-label is the top-1 class (with ``top_k > 1`` the
+        gradient also weighs the next classes; the label shown is the first).
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            Its criterion tells logits from (log-)probabilities.
+        outputs : torch.Tensor of shape (n, n_classes)
+            Detached outputs of :meth:`forward` on a batch.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``"pseudo_label"``: the top class index (int64); ``"confidence"``:
+            its probability; ``"margin"``: the top probability minus the
+            second (the top one alone for a single class). Each of shape ``(n,)``.
+
+        Examples
+        --------
+        >>> from skisal import SkorchClassifierAdapter
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+        >>> summary = SkorchClassifierAdapter().pseudo_label_summary(net, logits)
+        >>> summary["pseudo_label"].tolist(), [round(m, 2) for m in summary["margin"].tolist()]
+        ([0, 0], [0.76, 0.0])
+        """
+        probs = self.probabilities(estimator, outputs.float())
+        top = probs.topk(min(2, probs.shape[1]), dim=1)
+        second = top.values[:, 1] if probs.shape[1] > 1 else torch.zeros_like(top.values[:, 0])
+        return {
+            "pseudo_label": top.indices[:, 0],
+            "confidence": top.values[:, 0],
+            "margin": top.values[:, 0] - second,
+        }
+
     def pseudo_label_derivative(
         self, estimator: Any, outputs: torch.Tensor, tangents: torch.Tensor
     ) -> torch.Tensor:

@@ -491,14 +491,32 @@ class DetectionAdapter(ModelAdapter):
             ``"cost"``: float64 pseudo-box counts, shape ``(n,)``;
             ``"deferred"``: bool, shape ``(n,)``, True for images without a
             pseudo-box when ``empty_images="last"`` (ranked last), all False
-            with ``"score"``.
+            with ``"score"``; ``"pseudo_label"`` and ``"confidence"``: the label
+            and score of each image's most confident pseudo-box (-1 and NaN
+            without one); ``"margin"``: NaN (it is a classifier's notion).
         """
-        counts = torch.tensor(
-            [len(t["boxes"]) for t in self.pseudo_targets(estimator, outputs)],
-            dtype=torch.float64,
-        )
+        found = detections(self.get_module(estimator), outputs, self.score_threshold)
+        counts = torch.tensor([len(d["boxes"]) for d in found], dtype=torch.float64)
         deferred = counts == 0 if self.empty_images == "last" else torch.zeros_like(counts).bool()
-        return {"cost": counts, "deferred": deferred}
+        labels, scores = [], []
+        for d in found:  # on the detections' device: no host round trip per image
+            if len(d["scores"]):
+                best = d["scores"].argmax()
+                labels.append(d["labels"][best].long())
+                scores.append(d["scores"][best].double())
+            else:
+                labels.append(torch.tensor(-1, device=d["labels"].device))
+                scores.append(
+                    torch.tensor(float("nan"), dtype=torch.float64, device=d["scores"].device)
+                )
+        confidence = torch.stack(scores)
+        return {
+            "cost": counts,
+            "deferred": deferred,
+            "pseudo_label": torch.stack(labels),
+            "confidence": confidence,
+            "margin": torch.full_like(confidence, float("nan")),
+        }
 
     def pseudo_label_loss(self, estimator: Any, outputs: dict[str, Any]) -> torch.Tensor:
         """Each image's training loss against its own pseudo-boxes (UUIC for detection).

@@ -26,7 +26,7 @@ import torch
 from .layers import LayerProbe
 from .model import BoundModel, batches
 
-__all__ = ["gradient_factors", "influence_rank_weights", "kmeans_pp_select"]
+__all__ = ["gradient_factors", "influence_rank_weights", "kmeans_pp_select", "pick_distances"]
 
 
 def gradient_factors(
@@ -200,3 +200,39 @@ def kmeans_pp_select(
         chosen[pick] = True
         nearest = candidate_nearest
     return np.asarray(order, dtype=np.int64)
+
+
+def pick_distances(outer: torch.Tensor, inner: torch.Tensor, order: np.ndarray) -> np.ndarray:
+    """Each pick's distance to the nearest earlier pick, among the points ``outer (x) inner``.
+
+    What made k-means++ seeding take a point: it was far from every point chosen
+    before it. The first pick has none before it (NaN).
+
+    Parameters
+    ----------
+    outer, inner : torch.Tensor of shape (n, p) and (n, q)
+        The factors of the points, as given to :func:`kmeans_pp_select`.
+    order : ndarray of shape (k,)
+        The picks, in selection order.
+
+    Returns
+    -------
+    ndarray of shape (k,)
+        float64 Euclidean distances; NaN for the first pick.
+
+    Examples
+    --------
+    >>> from skisal.engine.diversity import pick_distances
+    >>> outer = torch.tensor([[1.0], [1.1], [4.0], [9.0]], dtype=torch.float64)
+    >>> inner = torch.ones(4, 1, dtype=torch.float64)
+    >>> pick_distances(outer, inner, np.array([0, 3, 2, 1])).round(2).tolist()
+    [nan, 8.0, 3.0, 0.1]
+    """
+    picks = torch.as_tensor(np.asarray(order), device=outer.device)
+    a, h = outer[picks], inner[picks]
+    sq = (a * a).sum(1) * (h * h).sum(1)
+    squared = (sq[:, None] + sq[None, :] - 2 * (a @ a.T) * (h @ h.T)).clamp(min=0)
+    earlier = torch.ones_like(squared, dtype=torch.bool).tril(diagonal=-1)  # row i: picks < i
+    nearest = torch.where(earlier, squared, torch.full_like(squared, float("inf"))).amin(dim=1)
+    nearest[0] = float("nan")
+    return nearest.sqrt().cpu().numpy()

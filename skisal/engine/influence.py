@@ -144,8 +144,10 @@ class InfluenceEngine:
     ...     scores, summary = engine.scores(s_test, X_pool, diagnostics)
     >>> s_test.shape, diagnostics.solver.method, diagnostics.n_labeled
     (torch.Size([10]), 'cg', 20)
-    >>> scores.shape, scores.dtype, summary, diagnostics.scoring_method, diagnostics.n_pool
-    (torch.Size([30]), torch.float64, {}, 'forward', 30)
+    >>> scores.shape, scores.dtype, diagnostics.scoring_method, diagnostics.n_pool
+    (torch.Size([30]), torch.float64, 'forward', 30)
+    >>> summary["pseudo_label"].shape  # the adapter's per-sample facts (explain() shows them)
+    torch.Size([30])
     """
 
     def __init__(

@@ -164,8 +164,8 @@ def score_pool(
     >>> with evaluation_mode(net.module_):
     ...     scores, method, reason, summary = score_pool(model, s_test, X_pool, batch_size=8)
     ...     reverse, *_ = score_pool(model, s_test, X_pool, batch_size=8, method="reverse")
-    >>> scores.shape, scores.dtype, method, reason, summary
-    (torch.Size([30]), torch.float64, 'forward', None, {})
+    >>> scores.shape, scores.dtype, method, reason, sorted(summary)
+    (torch.Size([30]), torch.float64, 'forward', None, ['confidence', 'margin', 'pseudo_label'])
     >>> bool(torch.allclose(scores, reverse, atol=1e-5))  # the same influences
     True
     """
