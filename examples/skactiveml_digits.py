@@ -17,9 +17,10 @@ Run it from the repository root (``--quick`` is a short smoke run)::
 
 ``--save FILE`` also writes the figure to ``FILE``.
 
-It prints the mean test accuracy per number of labels, the area under each learning curve and
-each strategy's paired difference to random sampling (mean and standard deviation over seeds),
-and plots the learning curves.
+It prints, per strategy and best first, the area under each learning curve (AULC), its paired
+difference to random sampling's (mean and standard deviation over seeds), the final accuracy, the
+labels needed to reach the best baseline's final accuracy and the seconds per query; and draws the
+comparison with :class:`skisal.experiments.ComparisonDisplay`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from skactiveml.utils import MISSING_LABEL
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from skisal.experiments import ComparisonDisplay, StepRecord, format_summary, summarise
 from skisal.skactiveml import InfluenceSampling
 
 quick = "--quick" in sys.argv
@@ -106,8 +108,9 @@ def fit(clf: SkorchClassifier, X_all: np.ndarray, y_all: np.ndarray, seed: int):
     return clf.fit(X_all, y_all)
 
 
-curves: dict[str, list[list[float]]] = {}
-seconds: dict[str, list[float]] = {}
+# Every step of every run, as the records ``skisal-experiment`` writes: strategy, seed, step,
+# labels, test accuracy, seconds the query and the fit took, the indices it chose.
+records: list[StepRecord] = []
 for seed in range(n_seeds):
     X_rest, X_test, y_rest, y_test = train_test_split(
         X, y, test_size=597, stratify=y, random_state=seed
@@ -117,54 +120,54 @@ for seed in range(n_seeds):
     for name, qs in strategies(seed, X_ref, y_ref).items():
         y_pool = np.full(len(X_pool), MISSING_LABEL)
         y_pool[initial] = y_pool_true[initial]
+        start = time.perf_counter()
         clf = fit(make_classifier(seed), X_pool, y_pool, seed)
-        accuracy = [clf.score(X_test, y_test)]
-        for _ in range(n_queries):
+        fit_seconds = time.perf_counter() - start
+        records.append(
+            StepRecord(name, seed, 0, batch, clf.score(X_test, y_test), None, fit_seconds, ())
+        )
+        for step in range(1, n_queries + 1):
             start = time.perf_counter()
             if isinstance(qs, CoreSet | RandomSampling):
                 idx = qs.query(X_pool, y_pool, batch_size=batch)
             else:
                 idx = qs.query(X_pool, y_pool, clf, fit_clf=False, batch_size=batch)
-            seconds.setdefault(name, []).append(time.perf_counter() - start)
+            query_seconds = time.perf_counter() - start
             y_pool[idx] = y_pool_true[idx]  # the annotator labels them
+            start = time.perf_counter()
             clf = fit(make_classifier(seed), X_pool, y_pool, seed)
-            accuracy.append(clf.score(X_test, y_test))
-        curves.setdefault(name, []).append(accuracy)
+            records.append(
+                StepRecord(
+                    name,
+                    seed,
+                    step,
+                    batch * (1 + step),
+                    clf.score(X_test, y_test),
+                    query_seconds,
+                    time.perf_counter() - start,
+                    tuple(int(i) for i in idx),
+                )
+            )
 
 # %%
 # Results
 # -------
-# Mean test accuracy per number of labels; the area under the learning curve (AULC, mean
-# accuracy over the steps, in %); each strategy's AULC minus random sampling's on the same
-# seed, mean and standard deviation over seeds; and the mean seconds per query.
+# Per strategy, best first: the area under the learning curve (AULC, divided by its width: the
+# mean accuracy over the run, in %); its difference to random sampling's on the same seed, mean
+# and standard deviation over seeds; the final accuracy; the labels needed to reach the final
+# accuracy of the best baseline; and the mean seconds per query.
 
-labels = batch * (1 + np.arange(n_queries + 1))
-random_aulc = np.mean(curves["random"], axis=1) * 100
-print(f"{'strategy':<29}{'AULC %':>8}{'vs random':>17}{'s/query':>9}  accuracy per step")
-for name, runs in sorted(curves.items(), key=lambda kv: -np.mean(kv[1])):
-    runs = np.asarray(runs)
-    aulc = runs.mean(axis=1) * 100
-    diff = aulc - random_aulc
-    steps = " ".join(f"{a:.2f}" for a in runs.mean(axis=0))
-    print(
-        f"{name:<29}{aulc.mean():8.2f}{diff.mean():+9.2f} ± {diff.std():5.2f}"
-        f"{np.mean(seconds[name]):9.3f}  {steps}"
-    )
+print(format_summary(summarise(records)))
 
 # %%
-# Learning curves, mean over seeds (higher is better).
+# The comparison drawn by :class:`~skisal.experiments.ComparisonDisplay`: the learning curves
+# (higher is better, the legend sorted by AULC, ISAL thick and solid, random grey), each strategy
+# minus random sampling on the same seed step by step, and over the whole run.
 
-fig, ax = plt.subplots(figsize=(7.5, 4.5))
-for name, runs in sorted(curves.items(), key=lambda kv: -np.mean(kv[1])):
-    mean = np.mean(runs, axis=0) * 100
-    style = dict(linewidth=2.5, zorder=3) if name.startswith("ISAL") else dict(alpha=0.8)
-    ax.plot(labels, mean, marker="o", markersize=3, label=name, **style)
-ax.set_xlabel("labelled samples")
-ax.set_ylabel("test accuracy (%), higher is better")
-ax.set_title(f"digits, MLP in scikit-activeml loops ({n_seeds} seed{'s' * (n_seeds > 1)})")
-ax.grid(alpha=0.3)
-ax.legend(title="sorted by AULC")
-fig.tight_layout()
+display = ComparisonDisplay.from_records(
+    records,
+    title=f"digits, MLP in scikit-activeml loops, {batch} labels per query",
+)
 if "--save" in sys.argv:
-    fig.savefig(sys.argv[sys.argv.index("--save") + 1], dpi=100)
+    display.figure_.savefig(sys.argv[sys.argv.index("--save") + 1], dpi=100)
 plt.show()

@@ -1,13 +1,16 @@
 """Active-learning experiments: datasets, strategies, a resumable runner, reports.
 
 Command line: ``skisal-experiment --help`` (or ``python -m skisal.experiments``).
-Needs modAL and matplotlib (``pip install "skisal[modal,examples]"``).
+Needs modAL, and matplotlib for the plot (``pip install "skisal[modal,examples]"``):
+:class:`ComparisonDisplay` draws the learning curves and each strategy's difference to random.
 """
 
 from .datasets import DATASETS, Dataset, load_dataset
+from .display import ComparisonDisplay
 from .records import StepRecord, load_records
 from .report import (
     aulc,
+    best_baseline,
     format_markdown,
     format_summary,
     labels_to_reach,
@@ -21,11 +24,13 @@ from .strategies import STRATEGIES, StrategyContext, make_strategy
 __all__ = [
     "DATASETS",
     "STRATEGIES",
+    "ComparisonDisplay",
     "Dataset",
     "ExperimentConfig",
     "StepRecord",
     "StrategyContext",
     "aulc",
+    "best_baseline",
     "format_markdown",
     "format_summary",
     "labels_to_reach",

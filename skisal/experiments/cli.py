@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from sklearn.base import is_classifier
 
 from .datasets import DATASETS, load_dataset
 from .records import RECORDS_FILE
-from .report import format_summary, write_report
+from .report import WIDTH, format_summary, write_report
 from .runner import ExperimentConfig, run_experiment
 from .strategies import STRATEGIES
 
@@ -121,6 +123,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison, print the summary and write the report to ``--out``.
 
+    The summary (:func:`~skisal.experiments.format_summary`) fits in 100
+    columns: one row per strategy, best AULC first, then what each column
+    means; then the files written, among them ``summary.md`` (the table in
+    Markdown) and ``learning_curves.png``
+    (:class:`~skisal.experiments.ComparisonDisplay`).
+
     The entry point of ``skisal-experiment`` and ``python -m skisal.experiments``.
 
     Parameters
@@ -150,9 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ...       "--epochs", "1", "--no-progress", "--out", tempfile.mkdtemp()])
     ... # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     scikit-learn wine (178 samples, 13 features, 3 classes), MLP behind a StandardScaler
-    labelled random
+    Test accuracy in % (higher is better), 1 seed, 10 to 15 labelled samples.
+    <BLANKLINE>
+       strategy    AULC %  vs random  final %  labels to ...%  s/query
+    1  random       ...  reference      ...   15 (reference)    0.000
+    <BLANKLINE>
+    AULC: area under the learning curve divided by its width, the mean test accuracy over the run.
     ...
-    wall time ... s; wrote ... summary.json, learning_curves.png
+    Wall time ... s. Wrote to ...:
+      summary.md           this table in Markdown
+      learning_curves.png  the learning curves
+      ...
     0
     """
     args = parse_args(argv)
@@ -193,15 +209,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     title = (
         f"{dataset.name}: {config.query_size} labels per query, "
-        f"mean ± std over {len(config.seeds)} seed{'s' * (len(config.seeds) > 1)}"
+        f"{len(config.seeds)} seed{'s' * (len(config.seeds) > 1)}"
     )
-    summary = write_report(records, args.out, title=title, ylabel="test score (%)")
-    print(dataset.description)
-    print(format_summary(summary))
-    print(
-        f"wall time {seconds:.0f} s; wrote {args.out}/results.csv, summary.json, "
-        "learning_curves.png"
+    score_name = "test accuracy" if is_classifier(dataset.make_estimator(1)) else "test score"
+    summary = write_report(records, args.out, title=title, score_name=score_name)
+    print(textwrap.fill(dataset.description, WIDTH))
+    print(format_summary(summary, score_name=score_name))
+    plot = "the learning curves" + " and each strategy's difference to random" * (
+        "random" in summary and len(summary) > 1
     )
+    print(f"\nWall time {seconds:.0f} s. Wrote to {args.out}:")
+    for name, what in [
+        ("summary.md", "this table in Markdown"),
+        ("learning_curves.png", plot),
+        ("summary.json", "every number of the summary, per strategy"),
+        ("results.csv", "every step of every run"),
+    ]:
+        print(f"  {name:<21}{what}")
     return 0
 
 

@@ -1,8 +1,11 @@
 """Summaries of an experiment: learning curves, AULC, annotation saved.
 
-The measures of the paper's section 4.1: for two strategies A and B, the
-labels A needs to reach B's final score (its mean learning curve, linearly
-interpolated between steps), and the annotation A saves against B,
+:func:`format_summary` is the table ``skisal-experiment`` prints and
+:func:`write_report` writes a run's report; the plot is
+:class:`~skisal.experiments.ComparisonDisplay`'s. The measures of the paper's
+section 4.1: for two strategies A and B, the labels A needs to reach B's final
+score (its mean learning curve, linearly interpolated between steps), and the
+annotation A saves against B,
 ``1 - labels_A / labels_B`` with ``labels_B`` the labels B used to get there.
 """
 
@@ -12,16 +15,26 @@ import csv
 import dataclasses
 import json
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .display import (
+    NO_MATPLOTLIB,
+    ComparisonDisplay,
+    aulc,
+    comparison_axes,
+    is_isal,
+    paired_runs,
+)
 from .records import StepRecord
 
 __all__ = [
     "aulc",
+    "best_baseline",
     "format_markdown",
     "format_summary",
     "labels_to_reach",
@@ -29,35 +42,6 @@ __all__ = [
     "summarise",
     "write_report",
 ]
-
-
-def aulc(n_labeled: Sequence[float], scores: Sequence[float]) -> float:
-    """Area under the learning curve, normalised by its width: a mean score.
-
-    Trapezoidal rule over the labelled-set sizes, divided by
-    ``n_labeled[-1] - n_labeled[0]``; equal to the mean score for a flat curve.
-
-    Parameters
-    ----------
-    n_labeled : sequence of float
-        Labelled-set sizes, increasing.
-    scores : sequence of float
-        The score at each size.
-
-    Returns
-    -------
-    float
-        The normalised area (the only score for a one-point curve).
-
-    Examples
-    --------
-    >>> aulc([10, 20, 30], [0.5, 0.7, 0.9])
-    0.7
-    """
-    x, s = np.asarray(n_labeled, float), np.asarray(scores, float)
-    if len(x) == 1:
-        return float(s[0])
-    return float(np.sum((s[1:] + s[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
 
 
 def labels_to_reach(n_labeled: Sequence[float], scores: Sequence[float], target: float) -> float:
@@ -113,8 +97,10 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
     -------
     dict
         ``{strategy: {"n_labeled", "score_mean", "score_std", "aulc_mean",
-        "aulc_std", "final_mean", "query_seconds_mean", "fit_seconds_mean",
-        "seeds", "labels_to_reach", "saved", "best_other"}}``;
+        "aulc_std", "aulc_per_seed", "score_per_seed", "final_mean",
+        "query_seconds_mean", "fit_seconds_mean", "seeds", "labels_to_reach",
+        "saved", "best_other"}}``, in the strategies' order of first appearance;
+        ``aulc_per_seed`` and ``score_per_seed`` (one row per seed) follow ``seeds``;
         ``labels_to_reach[B]`` is the labels this strategy needs to reach B's
         final mean score, ``saved[B]`` the fraction of B's final labels that
         saves (``nan``: never reached), ``best_other`` the other strategy
@@ -140,21 +126,9 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
     >>> round(isal["labels_to_reach"]["random"], 2), round(isal["saved"]["random"], 3)
     (13.33, 0.333)
     """
-    by_run: dict[tuple[str, int], list[StepRecord]] = {}
-    for r in records:
-        by_run.setdefault((r.strategy, r.seed), []).append(r)
-    strategies = list(dict.fromkeys(r.strategy for r in records))
-    n_steps = max((len(v) for v in by_run.values()), default=0)
-    finished = {k for k, v in by_run.items() if len(v) == n_steps}
-    seeds = sorted(
-        s for s in {r.seed for r in records} if all((name, s) in finished for name in strategies)
-    )
-    if not seeds:
-        raise ValueError("no seed has finished runs of every strategy yet.")
-
+    seeds, runs_by_strategy = paired_runs(records)
     summary: dict[str, dict[str, Any]] = {}
-    for name in strategies:
-        runs = [sorted(by_run[(name, s)], key=lambda r: r.step) for s in seeds]
+    for name, runs in runs_by_strategy.items():
         scores = np.array([[r.score for r in run] for run in runs])
         n_labeled = [r.n_labeled for r in runs[0]]
         per_seed_aulc = [aulc(n_labeled, row) for row in scores]
@@ -165,6 +139,8 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
             "score_std": scores.std(axis=0).tolist(),
             "aulc_mean": float(np.mean(per_seed_aulc)),
             "aulc_std": float(np.std(per_seed_aulc)),
+            "aulc_per_seed": per_seed_aulc,
+            "score_per_seed": scores.tolist(),
             "final_mean": float(scores[:, -1].mean()),
             "query_seconds_mean": float(np.mean(queries)) if queries else math.nan,
             "fit_seconds_mean": float(np.mean([r.fit_seconds for run in runs for r in run])),
@@ -181,16 +157,16 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def _percent(value: float) -> str:
-    return "never" if math.isnan(value) else f"{100 * value:.0f}%"
+#: Width of the text ``format_summary`` writes, in characters.
+WIDTH = 100
 
 
-def _count(value: float) -> str:
-    return "never" if math.isnan(value) else f"{value:.0f}"
+def best_baseline(summary: dict[str, dict[str, Any]]) -> str | None:
+    """The strategy whose labels the summaries count against: the best baseline.
 
-
-def format_summary(summary: dict[str, dict[str, Any]]) -> str:
-    """A text table: mean score per step, AULC, labels saved, query time.
+    The strategy with the highest final mean score among those that are
+    neither ISAL's modes (names starting with "isal") nor ``random``; random
+    sampling when there is no other; None without either.
 
     Parameters
     ----------
@@ -199,77 +175,180 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
     Returns
     -------
+    str or None
+        The strategy's name.
+
+    Examples
+    --------
+    >>> from skisal.experiments import best_baseline
+    >>> summary = {"isal": {"final_mean": 0.9}, "margin": {"final_mean": 0.85},
+    ...            "entropy": {"final_mean": 0.87}, "random": {"final_mean": 0.8}}
+    >>> best_baseline(summary)
+    'entropy'
+    >>> best_baseline({"isal": {"final_mean": 0.9}, "random": {"final_mean": 0.8}})
+    'random'
+    """
+    others = [name for name in summary if not is_isal(name) and name != "random"]
+    if others:
+        return max(others, key=lambda name: summary[name]["final_mean"])
+    return "random" if "random" in summary else None
+
+
+def _by_aulc(summary: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(summary, key=lambda name: -summary[name]["aulc_mean"])
+
+
+def _pm(mean: float, std: float, spec: str, n_seeds: int) -> str:
+    """ "mean ± std" in ``spec`` format, or the mean alone for one seed."""
+    text = format(mean, spec)
+    return text if n_seeds == 1 else f"{text} ± {format(std, spec.lstrip('+'))}"
+
+
+def _n_seeds(summary: dict[str, dict[str, Any]]) -> int:
+    return len(next(iter(summary.values())).get("seeds", [])) or 1
+
+
+def _cells(summary: dict[str, dict[str, Any]], name: str) -> tuple[str, str]:
+    """The AULC and final-score cells of strategy ``name``, in %."""
+    s, n_seeds = summary[name], _n_seeds(summary)
+    return (
+        _pm(100 * s["aulc_mean"], 100 * s["aulc_std"], ".2f", n_seeds),
+        _pm(100 * s["final_mean"], 100 * s["score_std"][-1], ".1f", n_seeds),
+    )
+
+
+def _vs_random(summary: dict[str, dict[str, Any]], name: str) -> str:
+    """AULC minus random's on the same seed, in points: mean ± std over seeds."""
+    if name == "random":
+        return "reference"
+    own, random = summary[name], summary["random"]
+    if "aulc_per_seed" not in own or "aulc_per_seed" not in random:
+        return f"{100 * (own['aulc_mean'] - random['aulc_mean']):+.2f}"  # an older summary
+    difference = 100 * (np.array(own["aulc_per_seed"]) - np.array(random["aulc_per_seed"]))
+    return _pm(difference.mean(), difference.std(), "+.2f", _n_seeds(summary))
+
+
+def _labels_to(summary: dict[str, dict[str, Any]], name: str, reference: str) -> str:
+    """The labels ``name`` needs to reach ``reference``'s final score, in words."""
+    used = summary[reference]["n_labeled"][-1]
+    if name == reference:
+        return f"{used} (reference)"
+    needed = summary[name]["labels_to_reach"][reference]
+    if needed is None or math.isnan(needed):
+        return "not reached"
+    saved = 1 - needed / used
+    if abs(saved) < 0.005:
+        return f"{needed:.0f} (as many)"
+    return f"{needed:.0f} ({100 * abs(saved):.0f}% {'fewer' if saved > 0 else 'more'})"
+
+
+def _fit(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """One row: the first cell left-aligned (cut to its width), the others right-aligned."""
+    first = cells[0] if len(cells[0]) <= widths[0] else cells[0][: widths[0] - 1] + "~"
+    return f"{first:<{widths[0]}}" + "".join(
+        f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True)
+    )
+
+
+def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test accuracy") -> str:
+    """The table ``skisal-experiment`` prints: one row per strategy, best first.
+
+    At most :data:`WIDTH` (100) characters a line. A header says what the
+    score is; the rows, sorted by AULC, give the AULC, its difference to
+    random sampling's on the same seed, the final score, the labels needed to
+    reach the final score of the best baseline (see :func:`best_baseline`)
+    and the seconds per query; notes below say what each column means.
+
+    Parameters
+    ----------
+    summary : dict
+        As :func:`summarise` returns it.
+    score_name : str, default="test accuracy"
+        What the score is (the estimator's ``score``: accuracy for classifiers).
+
+    Returns
+    -------
     str
-        One column per strategy (what ``skisal-experiment`` prints).
+        The header, the table and the notes.
 
     Examples
     --------
     >>> from skisal.experiments import StepRecord, summarise
-    >>> records = [  # two strategies, two seeds, a query of 10 labels
-    ...     StepRecord(name, seed, step, 10 + 10 * step, score, None if step == 0 else 0.1,
-    ...                1.0, ())
-    ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
+    >>> records = [  # three strategies, two seeds, a query of 10 labels
+    ...     StepRecord(name, seed, step, 10 + 10 * step, score + seed / 100,
+    ...                None if step == 0 else 0.1, 1.0, ())
+    ...     for name, scores in [("isal", [0.5, 0.8]), ("margin", [0.5, 0.7]),
+    ...                          ("random", [0.5, 0.6])]
     ...     for seed in (0, 1) for step, score in enumerate(scores)]
-    >>> print(format_summary(summarise(records)))  # doctest: +NORMALIZE_WHITESPACE
-                  labelled            isal          random
-                        10      50.0 ± 0.0      50.0 ± 0.0
-                        20      80.0 ± 0.0      60.0 ± 0.0
-                  AULC (%)    65.00 ± 0.00    55.00 ± 0.00
-           labels to 60.0%              13              20
-           saved vs random             33%              0%
-       saved vs best other    33% (random)    never (isal)
-                 query (s)           0.100           0.100
+    >>> print(format_summary(summarise(records)))  # doctest: +ELLIPSIS
+    Test accuracy in % (higher is better), mean ± std over 2 seeds, 10 to 20 labelled samples.
+    <BLANKLINE>
+       strategy          AULC %      vs random     final %  labels to 70.5%  s/query
+    1  isal        65.50 ± 0.50  +10.00 ± 0.00  80.5 ± 0.5   17 (17% fewer)    0.100
+    2  margin      60.50 ± 0.50   +5.00 ± 0.00  70.5 ± 0.5   20 (reference)    0.100
+    3  random      55.50 ± 0.50      reference  60.5 ± 0.5      not reached    0.100
+    <BLANKLINE>
+    AULC: area under the learning curve divided by its width, the mean test accuracy over the run.
+    ...
     """
-    names = list(summary)
-    width = max(16, *(len(n) + 2 for n in names))
-    if len(names) > 1:  # room for "saved vs best other" cells: "12% (name)"
-        width = max(width, *(len(n) + 10 for n in names))
-
-    def line(label: str, cells: Sequence[str]) -> str:
-        return f"{label:>22}" + "".join(f"{c:>{width}}" for c in cells)
-
+    names = _by_aulc(summary)
     first = summary[names[0]]
-    lines = [line("labelled", names)]
-    for i, n in enumerate(first["n_labeled"]):
-        cells = [
-            f"{100 * s['score_mean'][i]:.1f} ± {100 * s['score_std'][i]:.1f}"
-            for s in summary.values()
-        ]
-        lines.append(line(str(n), cells))
-    lines.append(
-        line(
-            "AULC (%)",
-            [f"{100 * s['aulc_mean']:.2f} ± {100 * s['aulc_std']:.2f}" for s in summary.values()],
-        )
+    n_seeds = _n_seeds(summary)
+    n_labeled = first["n_labeled"]
+    score = score_name[:1].upper() + score_name[1:]
+    header = (
+        f"{score} in % (higher is better), "
+        + (f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "1 seed")
+        + f", {n_labeled[0]} to {n_labeled[-1]} labelled samples."
     )
-    if "random" in summary:
-        target = f"{100 * summary['random']['final_mean']:.1f}%"
-        lines.append(
-            line(
-                f"labels to {target}",
-                [_count(s["labels_to_reach"]["random"]) for s in summary.values()],
-            )
+    reference = best_baseline(summary)
+    has_random = "random" in summary
+    columns = ["strategy", "AULC %"] + ["vs random"] * has_random + ["final %"]
+    if reference is not None:
+        target = f"{100 * summary[reference]['final_mean']:.1f}%"
+        columns.append(f"labels to {target}")
+    columns.append("s/query")
+    rows = []
+    for name in names:
+        s = summary[name]
+        aulc_cell, final_cell = _cells(summary, name)
+        row = [name, aulc_cell, *[_vs_random(summary, name)] * has_random, final_cell]
+        if reference is not None:
+            row.append(_labels_to(summary, name, reference))
+        row.append(f"{s['query_seconds_mean']:.3f}")
+        rows.append(row)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) + 2 for i, c in enumerate(columns)]
+    rank = len(str(len(names))) + 2
+    widths[0] = max(10, min(widths[0], WIDTH - rank - sum(widths[1:])))
+    table = [" " * rank + _fit(columns, widths)]
+    table += [f"{i:<{rank}}" + _fit(row, widths) for i, row in enumerate(rows, 1)]
+
+    notes = [
+        f"AULC: area under the learning curve divided by its width, the mean {score_name} "
+        "over the run."
+    ]
+    if has_random:
+        notes.append(
+            "vs random: AULC minus random's on the same seed, in points; above 0 is better."
         )
-        lines.append(
-            line("saved vs random", [_percent(s["saved"]["random"]) for s in summary.values()])
+    if reference is not None:
+        notes.append(
+            f"labels to {target}: the labelled samples at which the mean curve first reaches "
+            f"{target}, the final {score_name} of {reference} (the best baseline, "
+            f"{summary[reference]['n_labeled'][-1]} labels)."
         )
-    lines.append(
-        line(
-            "saved vs best other",
-            [
-                ""
-                if s["best_other"] is None
-                else f"{_percent(s['saved'][s['best_other']])} ({s['best_other']})"
-                for s in summary.values()
-            ],
-        )
-    )
-    lines.append(line("query (s)", [f"{s['query_seconds_mean']:.3f}" for s in summary.values()]))
-    return "\n".join(lines)
+    notes.append("s/query: seconds per query.")
+    wrapped = [textwrap.fill(note, WIDTH, subsequent_indent="  ") for note in notes]
+    text = "\n".join([header, "", *table, "", *wrapped])
+    return text
 
 
 def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table: AULC, final score, labels to random's final score, query time.
+    """A Markdown table: AULC, its difference to random, final score, labels, query time.
+
+    One row per strategy, sorted by AULC; the labels each needs to reach
+    random sampling's final score (the paper's measure) and the best
+    baseline's (see :func:`best_baseline`), in words.
 
     Parameters
     ----------
@@ -279,7 +358,7 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
     Returns
     -------
     str
-        The table (``summary.md``), one row per strategy.
+        The table (``summary.md``).
 
     Examples
     --------
@@ -290,86 +369,104 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
     ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
     ...     for seed in (0, 1) for step, score in enumerate(scores)]
     >>> table = format_markdown(summarise(records)).splitlines()
-    >>> print(table[0].replace(" (random's final)", ""))
-    | strategy | AULC (%) | final (%) | labels to 60.0% | saved vs random | query (s) |
+    >>> print(table[0])  # doctest: +NORMALIZE_WHITESPACE
+    | strategy | AULC (%) | AULC minus random's (points, paired by seed) | final (%) |
+      labels to reach random's final 60.0% | query (s) |
     >>> for row in table[2:]:
     ...     print(row)
-    | `isal` | 65.00 ± 0.00 | 80.0 ± 0.0 | 13 | 33% | 0.100 |
-    | `random` | 55.00 ± 0.00 | 60.0 ± 0.0 | 20 | 0% | 0.100 |
+    | `isal` | 65.00 ± 0.00 | +10.00 ± 0.00 | 80.0 ± 0.0 | 13 (33% fewer) | 0.100 |
+    | `random` | 55.00 ± 0.00 | reference | 60.0 ± 0.0 | 20 (reference) | 0.100 |
     """
     has_random = "random" in summary
-    header = ["strategy", "AULC (%)", "final (%)"]
+    reference = best_baseline(summary)
+    header = ["strategy", "AULC (%)"]
     if has_random:
-        target = 100 * summary["random"]["final_mean"]
-        header += [f"labels to {target:.1f}% (random's final)", "saved vs random"]
-    header += ["query (s)"]
+        header.append("AULC minus random's (points, paired by seed)")
+    header.append("final (%)")
+    targets = ["random"] * has_random + [reference] * (reference not in (None, "random"))
+    for target in targets:
+        header.append(
+            f"labels to reach {target}'s final {100 * summary[target]['final_mean']:.1f}%"
+        )
+    header.append("query (s)")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for name, s in summary.items():
-        final_std = 100 * s["score_std"][-1]
-        cells = [
-            f"`{name}`",
-            f"{100 * s['aulc_mean']:.2f} ± {100 * s['aulc_std']:.2f}",
-            f"{100 * s['final_mean']:.1f} ± {final_std:.1f}",
-        ]
-        if has_random:
-            cells += [_count(s["labels_to_reach"]["random"]), _percent(s["saved"]["random"])]
+    for name in _by_aulc(summary):
+        s = summary[name]
+        aulc_cell, final_cell = _cells(summary, name)
+        cells = [f"`{name}`", aulc_cell, *[_vs_random(summary, name)] * has_random, final_cell]
+        cells += [_labels_to(summary, name, target) for target in targets]
         cells.append(f"{s['query_seconds_mean']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def plot_learning_curves(
-    summary: dict[str, dict[str, Any]], path: str | Path, title: str = "", ylabel: str = "score"
-) -> None:
-    """Mean score ± std over seeds against labelled samples, one line per strategy.
+    summary: dict[str, dict[str, Any]],
+    path: str | Path,
+    title: str = "",
+    ylabel: str | None = None,
+    *,
+    score_name: str = "test accuracy",
+) -> ComparisonDisplay:
+    """Draw a summary with :class:`~skisal.experiments.ComparisonDisplay` into an image file.
 
-    Drawn off-screen (no display needed); needs matplotlib.
+    Drawn off-screen (no display needed); needs matplotlib. The panels:
+    the mean learning curves, the legend sorted by AULC; and, when the
+    summary has ``random`` and another strategy, each strategy's difference to it on the same
+    seed, per step and over the whole run.
 
     Parameters
     ----------
     summary : dict
-        As :func:`summarise` returns it.
+        As :func:`summarise` returns it (with ``score_per_seed``).
     path : str or Path
         The image file to write (its suffix sets the format).
     title : str, default=""
         Plot title.
-    ylabel : str, default="score"
-        Label of the vertical axis (the scores are shown in %).
+    ylabel : str, optional
+        Label of the vertical axis of the learning curves (default: from
+        ``score_name``: "test accuracy in % (higher is better)").
+    score_name : str, default="test accuracy"
+        What the score is.
+
+    Returns
+    -------
+    ComparisonDisplay
+        The display drawn.
 
     Examples
     --------
     >>> import tempfile
     >>> from pathlib import Path
     >>> from skisal.experiments import StepRecord, plot_learning_curves, summarise
-    >>> records = [StepRecord("random", 0, step, 10 + 10 * step, 0.5 + 0.1 * step, None, 1.0, ())
-    ...            for step in range(3)]  # one strategy, one seed
+    >>> records = [StepRecord(name, 0, step, 10 + 10 * step, score, None, 1.0, ())
+    ...            for name, curve in [("random", [0.5, 0.6]), ("isal", [0.5, 0.8])]
+    ...            for step, score in enumerate(curve)]
     >>> path = Path(tempfile.mkdtemp()) / "curves.png"
-    >>> plot_learning_curves(summarise(records), path, title="toy")
-    >>> path.exists()
-    True
+    >>> display = plot_learning_curves(summarise(records), path, title="toy")
+    >>> path.exists(), display.order_
+    (True, ['isal', 'random'])
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(NO_MATPLOTLIB) from exc
 
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    figure = Figure()
     FigureCanvasAgg(figure)  # render off-screen: no display needed
-    ax = figure.subplots()
-    for name, s in summary.items():
-        mean, std = 100 * np.array(s["score_mean"]), 100 * np.array(s["score_std"])
-        ax.plot(
-            s["n_labeled"],
-            mean,
-            marker="o",
-            ms=3,
-            label=f"{name} (AULC {100 * s['aulc_mean']:.2f})",
-        )
-        ax.fill_between(s["n_labeled"], mean - std, mean + std, alpha=0.15)
-    ax.set_title(title)
-    ax.set_xlabel("labelled samples")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    figure.savefig(path, dpi=120)
+    baseline = "random" if "random" in summary and len(summary) > 1 else None
+    display = ComparisonDisplay.from_summary(
+        summary,
+        baseline=baseline,
+        score_name=score_name,
+        title=title,
+        ax=comparison_axes(figure, baseline=baseline is not None),
+    )
+    if ylabel is not None:
+        display.ax_.set_ylabel(ylabel)
+    figure.savefig(path, dpi=100)
+    return display
 
 
 def _without_nan(value: Any) -> Any:
@@ -382,9 +479,17 @@ def _without_nan(value: Any) -> Any:
 
 
 def write_report(
-    records: Sequence[StepRecord], out_dir: str | Path, title: str = "", ylabel: str = "score"
+    records: Sequence[StepRecord],
+    out_dir: str | Path,
+    title: str = "",
+    ylabel: str | None = None,
+    *,
+    score_name: str = "test accuracy",
 ) -> dict[str, dict[str, Any]]:
     """Write ``results.csv``, ``summary.json``, ``summary.md`` and ``learning_curves.png``.
+
+    The plot is :class:`~skisal.experiments.ComparisonDisplay`'s (see
+    :func:`plot_learning_curves`); ``summary.md`` is :func:`format_markdown`'s table.
 
     Parameters
     ----------
@@ -394,8 +499,10 @@ def write_report(
         An existing folder.
     title : str, default=""
         Title of the plot.
-    ylabel : str, default="score"
-        Label of the plot's vertical axis.
+    ylabel : str, optional
+        Label of the vertical axis of the learning curves (default: from ``score_name``).
+    score_name : str, default="test accuracy"
+        What the score is.
 
     Returns
     -------
@@ -433,5 +540,7 @@ def write_report(
     text = json.dumps(_without_nan(summary), indent=2, allow_nan=False)
     (out_dir / "summary.json").write_text(text + "\n")
     (out_dir / "summary.md").write_text(format_markdown(summary) + "\n")
-    plot_learning_curves(summary, out_dir / "learning_curves.png", title, ylabel)
+    plot_learning_curves(
+        summary, out_dir / "learning_curves.png", title, ylabel, score_name=score_name
+    )
     return summary
