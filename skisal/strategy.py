@@ -292,6 +292,18 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         self.y_labeled = y_labeled
         self.return_scores = return_scores
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled state: the last query's tensors on the CPU, so it loads on any machine.
+
+        A CUDA tensor unpickles only where CUDA is; ``s_test_`` and
+        ``reference_gradient_`` are results to read, not inputs of the next query.
+        """
+        state = dict(super().__getstate__())  # object.__getstate__ may return __dict__ itself
+        for name in ("s_test_", "reference_gradient_"):
+            if name in state:
+                state[name] = {k: t.detach().cpu() for k, t in state[name].items()}
+        return state
+
     # -- modAL protocol -------------------------------------------------------
     def __call__(
         self,

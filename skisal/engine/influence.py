@@ -62,6 +62,14 @@ class InfluenceDiagnostics:
     ('pcg', 'forward', 10, 20, 30, 10)
     >>> sorted(d.timings)
     ['finite_check', 'reference_gradient', 's_test', 'scoring']
+
+    Printed, it says the same in words (:meth:`summary`); the times vary:
+
+    >>> print(d)  # doctest: +ELLIPSIS
+    s_test: PCG stopped after 1 iteration at relative residual ... (converged)
+    curvature H: 20 of 20 labelled samples, 10 parameters
+    reference set R: 10 samples, ||grad l(R)|| = 0.67
+    pool: 30 samples scored by forward mode; ... s in all (s_test ... s, scoring ... s)
     """
 
     solver: SolverReport
@@ -74,6 +82,62 @@ class InfluenceDiagnostics:
     n_curvature: int = 0
     reference_gradient_norm: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Four lines saying what the computation did, in words; ``str(diagnostics)`` too.
+
+        Returns
+        -------
+        str
+            The solver's :meth:`SolverReport.summary`; the curvature's labelled
+            samples, the parameter count, the reference set and the norm of its
+            loss gradient (near zero: the model already fits it, and every
+            influence is small); the pool size, the scoring method (and why
+            forward mode was abandoned, if it was) and the seconds spent.
+
+        Examples
+        --------
+        >>> from skisal import InfluenceDiagnostics, SolverReport
+        >>> d = InfluenceDiagnostics(SolverReport("cg", 0.01, [48], relative_residual=9e-6),
+        ...     n_parameters=2243, n_reference=100, n_labeled=130, n_curvature=130,
+        ...     n_pool=370, reference_gradient_norm=0.52, timings={"s_test": 0.2, "scoring": 0.01})
+        >>> print(d.summary())
+        s_test: CG stopped after 48 iterations at relative residual 9e-06 (converged)
+        curvature H: 130 of 130 labelled samples, 2,243 parameters
+        reference set R: 100 samples, ||grad l(R)|| = 0.52
+        pool: 370 samples scored by forward mode; 0.21 s in all (s_test 0.2 s, scoring 0.01 s)
+        """
+        if self.n_curvature:
+            curvature = (
+                f"curvature H: {self.n_curvature:,} of {self.n_labeled:,} labelled samples,"
+                f" {self.n_parameters:,} parameters"
+            )
+        else:
+            curvature = f"curvature H: none, {self.n_parameters:,} parameters"
+        reference = (
+            f"reference set R: {self.n_reference:,} samples,"
+            f" ||grad l(R)|| = {self.reference_gradient_norm:.2g}"
+        )
+        scoring = f"pool: {self.n_pool:,} samples scored by {self.scoring_method} mode"
+        if self.scoring_fallback_reason:
+            scoring += f" (forward mode abandoned: {self.scoring_fallback_reason})"
+        seconds = ", ".join(
+            f"{phase} {_seconds(self.timings[phase])}"
+            for phase in ("s_test", "scoring")
+            if phase in self.timings
+        )
+        total = f"{_seconds(sum(self.timings.values()))} in all" + (
+            f" ({seconds})" if seconds else ""
+        )
+        return "\n".join([self.solver.summary(), curvature, reference, f"{scoring}; {total}"])
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _seconds(t: float) -> str:
+    """``0.153 s``, ``12.3 s``, or ``<0.01 s``: what a reader needs of a duration."""
+    return f"{t:.3g} s" if t >= 0.01 else "<0.01 s"
 
 
 class _Timer:

@@ -74,6 +74,11 @@ class SolverReport:
     ...                       relative_residual=3e-6)
     >>> report.converged, report.notes
     (True, [])
+
+    Printed, it says what the numbers mean (:meth:`summary`):
+
+    >>> print(report)
+    s_test: CG stopped after 12 iterations at relative residual 3e-06 (converged)
     """
 
     method: str
@@ -88,6 +93,74 @@ class SolverReport:
     hessian_vector_products: int = 0
     power_iteration_products: int = 0
     notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line saying what the solver did, in words; ``str(report)`` too.
+
+        Returns
+        -------
+        str
+            The solver, its steps (iterations, passes or recursion steps), the
+            relative residual ``||(H + damping I) s_test - grad l(R)|| / ||grad l(R)||``
+            where it was measured (0: exact; 1: no better than ``s_test = 0``), and
+            whether it met its stopping criterion (solvers that have one). The
+            ``notes`` are left out.
+
+        Examples
+        --------
+        >>> from skisal import SolverReport
+        >>> print(SolverReport(method="pcg", damping=0.01, iterations=[6],
+        ...                    relative_residual=0.18))
+        s_test: PCG stopped after 6 iterations at relative residual 0.18 (converged)
+        >>> print(SolverReport(method="lissa", damping=0.01, iterations=[1000, 1000],
+        ...                    scale=25.0, converged=False))
+        s_test: LiSSA ran 2 repeats of 1000 recursion steps at scale 25 (not converged: see notes)
+        >>> SolverReport(method="kfac", damping=0.01, iterations=[2]).summary()
+        's_test: K-FAC took 2 passes over the labelled set'
+        """
+        if self.method == "identity":
+            return "s_test = grad l(R) (inverse_hvp='identity': no solve)"
+        name, one, many = _STEPS.get(self.method, (self.method, "iteration", "iterations"))
+        steps = [int(n) for n in self.iterations]
+        if len(steps) > 1:  # LiSSA's repeats
+            count = str(steps[0]) if len(set(steps)) == 1 else f"{min(steps)} to {max(steps)}"
+            line = f"{name} ran {len(steps)} repeats of {count} {many}"
+        elif steps and self.method in ("kfac", "ekfac"):
+            line = f"{name} took {steps[0]} {one if steps[0] == 1 else many}"
+        elif steps:
+            line = f"{name} stopped after {steps[0]} {one if steps[0] == 1 else many}"
+        else:
+            line = name
+        plain = line.startswith(f"{name} stopped after")  # "... at relative residual r"
+        if self.scale is not None:
+            plain = False
+            line += f" at scale {self.scale:.3g}"
+        if self.min_eigenvalue is not None and self.top_eigenvalue is not None:
+            plain = False
+            line += (
+                f", eigenvalues of H + damping I from {self.min_eigenvalue:.3g}"
+                f" to {self.top_eigenvalue:.3g}"
+            )
+        if self.relative_residual is not None:
+            line += f"{' at' if plain else ','} relative residual {self.relative_residual:.2g}"
+        if self.method not in ("kfac", "ekfac"):  # K-FAC has no stopping criterion
+            line += " (converged)" if self.converged else " (not converged: see notes)"
+        return f"s_test: {line}"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+# How summary() names skisal's solvers and one step of each (singular, plural).
+_STEPS = {
+    "cg": ("CG", "iteration", "iterations"),
+    "pcg": ("PCG", "iteration", "iterations"),
+    "lanczos": ("Lanczos", "step", "steps"),
+    "kfac": ("K-FAC", "pass over the labelled set", "passes over the labelled set"),
+    "ekfac": ("EK-FAC", "pass over the labelled set", "passes over the labelled set"),
+    "lissa": ("LiSSA", "recursion step", "recursion steps"),
+    "exact": ("exact solve", "step", "steps"),
+}
 
 
 class InverseHVPSolver(ABC):
