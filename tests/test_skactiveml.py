@@ -443,3 +443,14 @@ def test_explain_names_pseudo_labels_in_the_classifiers_own_labels():
     np.testing.assert_allclose(
         table["confidence"], clf.predict_proba(X_ALL[30:]).max(axis=1), rtol=1e-5
     )
+
+
+def test_explain_of_the_inner_strategy_covers_the_candidates_in_order(data):
+    qs = InfluenceSampling(random_state=0)
+    idx, utilities = qs.query(**data, batch_size=3, return_utilities=True)
+    table = qs.influence_strategy_.explain()
+    unlabelled = np.flatnonzero(np.isnan(data["y"]))
+    assert len(table) == len(unlabelled)
+    np.testing.assert_allclose(-table["influence"], utilities[0, unlabelled])
+    # simple_batch picks the highest utilities: the table's first ranks
+    np.testing.assert_array_equal(np.sort(idx), np.sort(unlabelled[table["rank"] <= 3]))
