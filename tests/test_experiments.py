@@ -436,7 +436,7 @@ def test_write_report_files(tmp_path):
     assert rows[0]["strategy"] == "random" and float(rows[2]["score"]) == 0.5
     png = (tmp_path / "learning_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
-    table = (tmp_path / "summary.md").read_text().splitlines()
+    table = (tmp_path / "summary.md").read_text().split("\n\n")[0].splitlines()
     assert len(table) == 2 + len(summary)  # header, rule, one row per strategy
     row = next(line for line in table if line.startswith("| `A`"))
     aulc_cell = f"{100 * summary['A']['aulc_mean']:.2f} ± {100 * summary['A']['aulc_std']:.2f}"

@@ -2,7 +2,8 @@
 
 Command line: ``skisal-experiment --help`` (or ``python -m skisal.experiments``).
 Needs modAL, and matplotlib for the plot (``pip install "skisal[modal,examples]"``):
-:class:`ComparisonDisplay` draws the learning curves and each strategy's difference to random.
+:class:`ComparisonDisplay` draws the learning curves and each strategy's difference to random;
+:func:`paired_comparison` tests each strategy against a baseline, seed by seed.
 """
 
 from .datasets import DATASETS, Dataset, load_dataset
@@ -19,6 +20,7 @@ from .report import (
     write_report,
 )
 from .runner import ExperimentConfig, run_experiment, split_indices, step_seed
+from .statistics import paired_comparison, per_step_comparison
 from .strategies import STRATEGIES, StrategyContext, make_strategy
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "load_dataset",
     "load_records",
     "make_strategy",
+    "paired_comparison",
+    "per_step_comparison",
     "plot_learning_curves",
     "run_experiment",
     "split_indices",

@@ -82,6 +82,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"among {', '.join(STRATEGIES)}, or package.module:function taking a "
         "StrategyContext (default: all built-in)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="the strategy every other is tested against, seed by seed (Wilcoxon signed-rank "
+        "test on the AULC; default: the non-ISAL, non-random strategy of highest AULC)",
+    )
     parser.add_argument("--seeds", type=_positive_int, help="number of seeds (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="default %(default)s")
     for name, text in [
@@ -117,6 +123,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = Path("results") / args.dataset.replace(":", "_")
     args.strategies = list(dict.fromkeys(args.strategies))
+    if args.baseline is not None and args.baseline not in args.strategies:
+        parser.error(
+            f"--baseline {args.baseline!r} is not among the strategies run "
+            f"({', '.join(args.strategies)}): name one of them, or add it to --strategies."
+        )
     return args
 
 
@@ -212,7 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(config.seeds)} seed{'s' * (len(config.seeds) > 1)}"
     )
     score_name = "test accuracy" if is_classifier(dataset.make_estimator(1)) else "test score"
-    summary = write_report(records, args.out, title=title, score_name=score_name)
+    summary = write_report(
+        records, args.out, title=title, score_name=score_name, baseline=args.baseline
+    )
     print(textwrap.fill(dataset.description, WIDTH))
     print(format_summary(summary, score_name=score_name))
     plot = "the learning curves" + " and each strategy's difference to random" * (

@@ -31,6 +31,7 @@ from .display import (
     paired_runs,
 )
 from .records import StepRecord
+from .statistics import ALPHA, paired_comparison, per_step_comparison
 
 __all__ = [
     "aulc",
@@ -80,18 +81,27 @@ def labels_to_reach(n_labeled: Sequence[float], scores: Sequence[float], target:
     return float(x[i - 1] + fraction * (x[i] - x[i - 1]))
 
 
-def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
-    """Per strategy: mean/std learning curve over seeds, AULC, times, savings.
+def summarise(
+    records: Sequence[StepRecord], baseline: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per strategy: mean/std learning curve over seeds, AULC, times, savings, paired tests.
 
     Savings are computed against ``random`` (when present) and against the
     best other strategy (highest final mean score). Only seeds every strategy
-    finished are used, so that the comparison stays paired.
+    finished are used, so that the comparison stays paired: each strategy's
+    AULC is compared with ``baseline``'s seed by seed (Wilcoxon signed-rank
+    test, :func:`~skisal.experiments.statistics.paired_comparison`), and its
+    score with random sampling's at every step
+    (:func:`~skisal.experiments.statistics.per_step_comparison`).
 
     Parameters
     ----------
     records : sequence of StepRecord
         Steps of any number of strategies and seeds (as
         :func:`~skisal.experiments.run_experiment` returns them).
+    baseline : str, optional
+        The strategy the paired test compares with; default the baseline
+        with the highest AULC (:func:`best_baseline` with ``by="aulc_mean"``).
 
     Returns
     -------
@@ -99,17 +109,22 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
         ``{strategy: {"n_labeled", "score_mean", "score_std", "aulc_mean",
         "aulc_std", "aulc_per_seed", "score_per_seed", "final_mean",
         "query_seconds_mean", "fit_seconds_mean", "seeds", "labels_to_reach",
-        "saved", "best_other"}}``, in the strategies' order of first appearance;
+        "saved", "best_other", "vs_baseline", "vs_random_per_step"}}``, in the
+        strategies' order of first appearance;
         ``aulc_per_seed`` and ``score_per_seed`` (one row per seed) follow ``seeds``;
         ``labels_to_reach[B]`` is the labels this strategy needs to reach B's
         final mean score, ``saved[B]`` the fraction of B's final labels that
         saves (``nan``: never reached), ``best_other`` the other strategy
-        with the highest final mean score.
+        with the highest final mean score; ``vs_baseline`` the paired test
+        against ``baseline`` (None for the baseline itself, or without one) and
+        ``vs_random_per_step`` the per-step differences to random (None for
+        random, or without it).
 
     Raises
     ------
     ValueError
-        If no seed has finished runs of every strategy.
+        If no seed has finished runs of every strategy, or ``baseline`` is
+        not one of the strategies.
 
     Examples
     --------
@@ -154,6 +169,12 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
             s["saved"][other] = 1 - needed / o["n_labeled"][-1]
         others = [o for o in summary if o != name]
         s["best_other"] = max(others, key=lambda o: summary[o]["final_mean"]) if others else None
+    baseline = best_baseline(summary, by="aulc_mean") if baseline is None else baseline
+    paired = paired_comparison(summary, baseline) if baseline is not None else {}
+    steps = per_step_comparison(summary) if "random" in summary else {}
+    for name, s in summary.items():
+        s["vs_baseline"] = paired.get(name)
+        s["vs_random_per_step"] = steps.get(name)
     return summary
 
 
@@ -161,17 +182,20 @@ def summarise(records: Sequence[StepRecord]) -> dict[str, dict[str, Any]]:
 WIDTH = 100
 
 
-def best_baseline(summary: dict[str, dict[str, Any]]) -> str | None:
+def best_baseline(summary: dict[str, dict[str, Any]], by: str = "final_mean") -> str | None:
     """The strategy whose labels the summaries count against: the best baseline.
 
-    The strategy with the highest final mean score among those that are
-    neither ISAL's modes (names starting with "isal") nor ``random``; random
-    sampling when there is no other; None without either.
+    The strategy with the highest final mean score (or ``by``) among those
+    that are neither ISAL's modes (names starting with "isal") nor
+    ``random``; random sampling when there is no other; None without either.
 
     Parameters
     ----------
     summary : dict
         As :func:`summarise` returns it.
+    by : {"final_mean", "aulc_mean"}, default="final_mean"
+        What "best" means: the final score (what labels-to-reach counts
+        against) or the AULC (what the paired test compares with).
 
     Returns
     -------
@@ -190,7 +214,7 @@ def best_baseline(summary: dict[str, dict[str, Any]]) -> str | None:
     """
     others = [name for name in summary if not is_isal(name) and name != "random"]
     if others:
-        return max(others, key=lambda name: summary[name]["final_mean"])
+        return max(others, key=lambda name: summary[name][by])
     return "random" if "random" in summary else None
 
 
@@ -250,6 +274,56 @@ def _fit(cells: Sequence[str], widths: Sequence[int]) -> str:
     )
 
 
+def _tested_baseline(summary: dict[str, dict[str, Any]]) -> str | None:
+    """The baseline of the summary's paired tests; None in a summary without them."""
+    for s in summary.values():
+        if s.get("vs_baseline"):
+            return s["vs_baseline"]["baseline"]
+    return None
+
+
+def _verdict_cell(test: dict[str, Any]) -> str:
+    """``-0.60 ± 0.31; better on 1, worse on 9 of 10 seeds; p = 0.004: loses``."""
+    n = test["better"] + test["worse"] + test["equal"]
+    spread = f" ± {test['difference_std']:.2f}" if n > 1 else ""
+    p = test["p_value"]
+    p_text = "no test" if math.isnan(p) else f"p = {p:.2g}"
+    return (
+        f"{test['difference_mean']:+.2f}{spread}; better on {test['better']}, worse on "
+        f"{test['worse']} of {n} seeds; {p_text}: {test['verdict']}"
+    )
+
+
+def _paired_lines(
+    summary: dict[str, dict[str, Any]], names: list[str], rank: int, name_width: int
+) -> list[str]:
+    """The paired tests against the baseline and the steps below random, for the terminal."""
+    baseline = _tested_baseline(summary)
+    lines = []
+    if baseline is not None:
+        lines += [
+            "",
+            f"Against {baseline}: AULC minus {baseline}'s on the same seed, in points.",
+            f"Wins or loses where the Wilcoxon signed-rank test gives p < {ALPHA}; else ties:",
+        ]
+        for name in names:
+            test = summary[name].get("vs_baseline")
+            if test:
+                lines.append(" " * rank + _fit([name], [name_width]) + _verdict_cell(test))
+    below = {
+        name: summary[name]["vs_random_per_step"]["below"]
+        for name in names
+        if summary[name].get("vs_random_per_step")
+    }
+    if below:
+        under = [f"{name} at {', '.join(map(str, n))} labels" for name, n in below.items() if n]
+        lines += ["", "Mean below random's at some step: " + ("; ".join(under) or "none") + "."]
+    return [
+        line if len(line) <= WIDTH else textwrap.fill(line, WIDTH, subsequent_indent="  ")
+        for line in lines
+    ]
+
+
 def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test accuracy") -> str:
     """The table ``skisal-experiment`` prints: one row per strategy, best first.
 
@@ -288,6 +362,13 @@ def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test a
     2  margin      60.50 ± 0.50   +5.00 ± 0.00  70.5 ± 0.5   20 (reference)    0.100
     3  random      55.50 ± 0.50      reference  60.5 ± 0.5      not reached    0.100
     <BLANKLINE>
+    Against margin: AULC minus margin's on the same seed, in points.
+    Wins or loses where the Wilcoxon signed-rank test gives p < 0.05; else ties:
+       isal      +5.00 ± 0.00; better on 2, worse on 0 of 2 seeds; p = 0.5: ties
+       random    -5.00 ± 0.00; better on 0, worse on 2 of 2 seeds; p = 0.5: ties
+    <BLANKLINE>
+    Mean below random's at some step: none.
+    <BLANKLINE>
     AULC: area under the learning curve divided by its width, the mean test accuracy over the run.
     ...
     """
@@ -322,6 +403,8 @@ def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test a
     widths[0] = max(10, min(widths[0], WIDTH - rank - sum(widths[1:])))
     table = [" " * rank + _fit(columns, widths)]
     table += [f"{i:<{rank}}" + _fit(row, widths) for i, row in enumerate(rows, 1)]
+
+    table += _paired_lines(summary, names, rank, widths[0])
 
     notes = [
         f"AULC: area under the learning curve divided by its width, the mean {score_name} "
@@ -368,26 +451,38 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
     ...                1.0, ())
     ...     for name, scores in [("isal", [0.5, 0.8]), ("random", [0.5, 0.6])]
     ...     for seed in (0, 1) for step, score in enumerate(scores)]
-    >>> table = format_markdown(summarise(records)).splitlines()
-    >>> print(table[0])  # doctest: +NORMALIZE_WHITESPACE
-    | strategy | AULC (%) | AULC minus random's (points, paired by seed) | final (%) |
-      labels to reach random's final 60.0% | query (s) |
-    >>> for row in table[2:]:
-    ...     print(row)
-    | `isal` | 65.00 ± 0.00 | +10.00 ± 0.00 | 80.0 ± 0.0 | 13 (33% fewer) | 0.100 |
-    | `random` | 55.00 ± 0.00 | reference | 60.0 ± 0.0 | 20 (reference) | 0.100 |
+    >>> print(format_markdown(summarise(records)))  # doctest: +NORMALIZE_WHITESPACE
+    | strategy | AULC (%) | final (%) | labels to reach random's final 60.0% |
+      AULC minus random's (points, paired by seed; Wilcoxon signed-rank test) | query (s) |
+    | --- | --- | --- | --- | --- | --- |
+    | `isal` | 65.00 ± 0.00 | 80.0 ± 0.0 | 13 (33% fewer) |
+      +10.00 ± 0.00; better on 2, worse on 0 of 2 seeds; p = 0.5: ties | 0.100 |
+    | `random` | 55.00 ± 0.00 | 60.0 ± 0.0 | 20 (reference) | reference | 0.100 |
+    <BLANKLINE>
+    Mean score minus random's on the same seed, in points, at each labelled-set size
+      (**bold**: below random):
+    <BLANKLINE>
+    | strategy | 10 | 20 |
+    | --- | --- | --- |
+    | `isal` | +0.0 | +20.0 |
+
+    Two seeds cannot make a Wilcoxon test significant (the least two-sided
+    p is 0.5; 6 seeds give 0.031), so the verdict is "ties".
     """
-    has_random = "random" in summary
+    tested = _tested_baseline(summary)
+    has_random = "random" in summary and tested != "random"  # else the test's column says it
     reference = best_baseline(summary)
     header = ["strategy", "AULC (%)"]
     if has_random:
         header.append("AULC minus random's (points, paired by seed)")
     header.append("final (%)")
-    targets = ["random"] * has_random + [reference] * (reference not in (None, "random"))
+    targets = ["random"] * ("random" in summary) + [reference] * (reference not in (None, "random"))
     for target in targets:
         header.append(
             f"labels to reach {target}'s final {100 * summary[target]['final_mean']:.1f}%"
         )
+    if tested is not None:
+        header.append(f"AULC minus {tested}'s (points, paired by seed; Wilcoxon signed-rank test)")
     header.append("query (s)")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name in _by_aulc(summary):
@@ -395,9 +490,33 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
         aulc_cell, final_cell = _cells(summary, name)
         cells = [f"`{name}`", aulc_cell, *[_vs_random(summary, name)] * has_random, final_cell]
         cells += [_labels_to(summary, name, target) for target in targets]
+        if tested is not None:
+            test = s.get("vs_baseline")
+            cells.append(_verdict_cell(test) if test else "reference")
         cells.append(f"{s['query_seconds_mean']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + _per_step_table(summary))
+
+
+def _per_step_table(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """Each strategy minus random at every step, mean over seeds, in Markdown."""
+    steps = {n: summary[n]["vs_random_per_step"] for n in _by_aulc(summary)}
+    steps = {n: step for n, step in steps.items() if step}
+    if not steps:
+        return []
+    n_labeled = next(iter(steps.values()))["n_labeled"]
+    lines = [
+        "",
+        "Mean score minus random's on the same seed, in points, at each labelled-set "
+        "size (**bold**: below random):",
+        "",
+        "| strategy | " + " | ".join(map(str, n_labeled)) + " |",
+        "|" + " --- |" * (len(n_labeled) + 1),
+    ]
+    for name, step in steps.items():
+        cells = [f"**{m:+.1f}**" if m < 0 else f"{m:+.1f}" for m in step["difference_mean"]]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_learning_curves(
@@ -485,6 +604,7 @@ def write_report(
     ylabel: str | None = None,
     *,
     score_name: str = "test accuracy",
+    baseline: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Write ``results.csv``, ``summary.json``, ``summary.md`` and ``learning_curves.png``.
 
@@ -503,6 +623,8 @@ def write_report(
         Label of the vertical axis of the learning curves (default: from ``score_name``).
     score_name : str, default="test accuracy"
         What the score is.
+    baseline : str, optional
+        The strategy of the paired tests (see :func:`summarise`).
 
     Returns
     -------
@@ -536,7 +658,7 @@ def write_report(
             row = dataclasses.asdict(r)
             row["selected"] = " ".join(map(str, r.selected))
             writer.writerow(row)
-    summary = summarise(records)
+    summary = summarise(records, baseline=baseline)
     text = json.dumps(_without_nan(summary), indent=2, allow_nan=False)
     (out_dir / "summary.json").write_text(text + "\n")
     (out_dir / "summary.md").write_text(format_markdown(summary) + "\n")
