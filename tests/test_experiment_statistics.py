@@ -108,6 +108,7 @@ def test_terminal_markdown_and_json_carry_the_verdicts(tmp_path):
     lines = {line.split()[0]: line for line in text.splitlines() if "of 8 seeds" in line}
     assert lines["isal_good"].endswith(": wins") and lines["isal_bad"].endswith(": loses")
     assert "Mean below random's at some step: isal_bad at 20 labels." in text
+    assert "no difference can reach" not in text  # 8 seeds can
 
     markdown = (tmp_path / "summary.md").read_text()
     assert markdown == format_markdown(summary) + "\n"
@@ -128,3 +129,10 @@ def test_cli_baseline_must_be_one_of_the_strategies(capsys):
     assert "--baseline 'margin' is not among the strategies run (isal, random)" in (
         capsys.readouterr().err
     )
+
+
+def test_too_few_seeds_for_a_verdict_is_said():
+    few = {name: runs[:5] for name, runs in _curves().items()}
+    text = format_summary(summarise(_records(few), baseline="margin"))
+    assert "With 5 seeds no difference can reach p < 0.05 (6 seeds or more can)" in text
+    assert ": wins" not in text and ": loses" not in text  # even isal_good, better on 5 of 5

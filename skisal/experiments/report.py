@@ -310,6 +310,12 @@ def _paired_lines(
             test = summary[name].get("vs_baseline")
             if test:
                 lines.append(" " * rank + _fit([name], [name_width]) + _verdict_cell(test))
+        n_seeds = _n_seeds(summary)
+        if 2 / 2**n_seeds >= ALPHA:  # the least two-sided p of the exact test
+            lines.append(
+                f"With {n_seeds} seed{'s' * (n_seeds > 1)} no difference can reach p < {ALPHA} "
+                "(6 seeds or more can): every verdict is ties."
+            )
     below = {
         name: summary[name]["vs_random_per_step"]["below"]
         for name in names
@@ -366,6 +372,7 @@ def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test a
     Wins or loses where the Wilcoxon signed-rank test gives p < 0.05; else ties:
        isal      +5.00 ± 0.00; better on 2, worse on 0 of 2 seeds; p = 0.5: ties
        random    -5.00 ± 0.00; better on 0, worse on 2 of 2 seeds; p = 0.5: ties
+    With 2 seeds no difference can reach p < 0.05 (6 seeds or more can): every verdict is ties.
     <BLANKLINE>
     Mean below random's at some step: none.
     <BLANKLINE>
