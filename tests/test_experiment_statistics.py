@@ -105,7 +105,7 @@ def test_terminal_markdown_and_json_carry_the_verdicts(tmp_path):
     text = format_summary(summary)
     assert all(len(line) <= 100 for line in text.splitlines())
     assert "Against margin: AULC minus margin's on the same seed" in text
-    lines = {line.split()[0]: line for line in text.splitlines() if "of 8 seeds" in line}
+    lines = {line.split()[0]: line for line in text.splitlines() if "worse of 8" in line}
     assert lines["isal_good"].endswith(": wins") and lines["isal_bad"].endswith(": loses")
     assert "Mean below random's at some step: isal_bad at 20 labels." in text
     assert "no difference can reach" not in text  # 8 seeds can
@@ -136,3 +136,16 @@ def test_too_few_seeds_for_a_verdict_is_said():
     text = format_summary(summarise(_records(few), baseline="margin"))
     assert "With 5 seeds no difference can reach p < 0.05 (6 seeds or more can)" in text
     assert ": wins" not in text and ": loses" not in text  # even isal_good, better on 5 of 5
+
+
+def test_long_strategy_names_keep_the_paired_lines_in_100_columns():
+    curves = _curves()
+    long = {
+        name if name in ("margin", "random") else f"research.strategies:{name}+option_m3": runs
+        for name, runs in curves.items()
+    }
+    text = format_summary(summarise(_records(long), baseline="margin"))
+    assert all(len(line) <= 100 for line in text.splitlines())
+    paired = [line for line in text.splitlines() if "worse of 8" in line]
+    assert len(paired) == 4  # the three long names and random
+    assert sum("~ " in line for line in paired) == 3  # each long name cut, then a space

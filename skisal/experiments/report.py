@@ -283,14 +283,14 @@ def _tested_baseline(summary: dict[str, dict[str, Any]]) -> str | None:
 
 
 def _verdict_cell(test: dict[str, Any]) -> str:
-    """``-0.60 ± 0.31; better on 1, worse on 9 of 10 seeds; p = 0.004: loses``."""
+    """``-0.60 ± 0.31, 1 better, 9 worse of 10, p = 0.004: loses`` (seeds better or worse)."""
     n = test["better"] + test["worse"] + test["equal"]
     spread = f" ± {test['difference_std']:.2f}" if n > 1 else ""
     p = test["p_value"]
     p_text = "no test" if math.isnan(p) else f"p = {p:.2g}"
     return (
-        f"{test['difference_mean']:+.2f}{spread}; better on {test['better']}, worse on "
-        f"{test['worse']} of {n} seeds; {p_text}: {test['verdict']}"
+        f"{test['difference_mean']:+.2f}{spread}, {test['better']} better, {test['worse']} "
+        f"worse of {n}, {p_text}: {test['verdict']}"
     )
 
 
@@ -304,12 +304,15 @@ def _paired_lines(
         lines += [
             "",
             f"Against {baseline}: AULC minus {baseline}'s on the same seed, in points.",
-            f"Wins or loses where the Wilcoxon signed-rank test gives p < {ALPHA}; else ties:",
+            f"Seeds better and worse; wins or loses at Wilcoxon signed-rank p < {ALPHA}, "
+            "else ties:",
         ]
         for name in names:
             test = summary[name].get("vs_baseline")
             if test:
-                lines.append(" " * rank + _fit([name], [name_width]) + _verdict_cell(test))
+                cell = _verdict_cell(test)
+                width = max(10, min(name_width, WIDTH - rank - len(cell)))
+                lines.append(" " * rank + _fit([name], [width - 1]) + " " + cell)
         n_seeds = _n_seeds(summary)
         if 2 / 2**n_seeds >= ALPHA:  # the least two-sided p of the exact test
             lines.append(
@@ -369,9 +372,9 @@ def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test a
     3  random      55.50 ± 0.50      reference  60.5 ± 0.5      not reached    0.100
     <BLANKLINE>
     Against margin: AULC minus margin's on the same seed, in points.
-    Wins or loses where the Wilcoxon signed-rank test gives p < 0.05; else ties:
-       isal      +5.00 ± 0.00; better on 2, worse on 0 of 2 seeds; p = 0.5: ties
-       random    -5.00 ± 0.00; better on 0, worse on 2 of 2 seeds; p = 0.5: ties
+    Seeds better and worse; wins or loses at Wilcoxon signed-rank p < 0.05, else ties:
+       isal      +5.00 ± 0.00, 2 better, 0 worse of 2, p = 0.5: ties
+       random    -5.00 ± 0.00, 0 better, 2 worse of 2, p = 0.5: ties
     With 2 seeds no difference can reach p < 0.05 (6 seeds or more can): every verdict is ties.
     <BLANKLINE>
     Mean below random's at some step: none.
@@ -463,7 +466,7 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
       AULC minus random's (points, paired by seed; Wilcoxon signed-rank test) | query (s) |
     | --- | --- | --- | --- | --- | --- |
     | `isal` | 65.00 ± 0.00 | 80.0 ± 0.0 | 13 (33% fewer) |
-      +10.00 ± 0.00; better on 2, worse on 0 of 2 seeds; p = 0.5: ties | 0.100 |
+      +10.00 ± 0.00, 2 better, 0 worse of 2, p = 0.5: ties | 0.100 |
     | `random` | 55.00 ± 0.00 | 60.0 ± 0.0 | 20 (reference) | reference | 0.100 |
     <BLANKLINE>
     Mean score minus random's on the same seed, in points, at each labelled-set size
