@@ -80,6 +80,22 @@ def verdict(mean_difference: float, p_value: float, alpha: float = ALPHA) -> str
     return "wins" if mean_difference > 0 else "loses" if mean_difference < 0 else "ties"
 
 
+def _differences(
+    summary: Mapping[str, Mapping[str, Any]], other: str, key: str, argument: str
+) -> dict[str, np.ndarray]:
+    """Each strategy's ``key`` minus ``other``'s, in points (x100), paired by seed."""
+    if other not in summary:
+        raise ValueError(
+            f"{argument} {other!r} is not one of the strategies compared: {list(summary)}."
+        )
+    base = np.asarray(summary[other][key], dtype=np.float64)
+    return {
+        name: 100 * (np.asarray(s[key], dtype=np.float64) - base)
+        for name, s in summary.items()
+        if name != other
+    }
+
+
 def paired_comparison(
     summary: Mapping[str, Mapping[str, Any]], baseline: str, alpha: float = ALPHA
 ) -> dict[str, dict[str, Any]]:
@@ -115,16 +131,8 @@ def paired_comparison(
     >>> result["better"], round(result["difference_mean"], 2), result["verdict"]
     (6, 1.33, 'wins')
     """
-    if baseline not in summary:
-        raise ValueError(
-            f"baseline {baseline!r} is not one of the strategies compared: {list(summary)}."
-        )
-    base = np.asarray(summary[baseline]["aulc_per_seed"], dtype=np.float64)
     out = {}
-    for name, s in summary.items():
-        if name == baseline:
-            continue
-        d = 100 * (np.asarray(s["aulc_per_seed"], dtype=np.float64) - base)
+    for name, d in _differences(summary, baseline, "aulc_per_seed", "baseline").items():
         p = wilcoxon_p(d)
         out[name] = {
             "baseline": baseline,
@@ -175,16 +183,9 @@ def per_step_comparison(
     >>> [round(x, 1) for x in step["difference_mean"]], step["below"]
     ([0.0, -5.0, 10.0], [20])
     """
-    if reference not in summary:
-        raise ValueError(
-            f"reference {reference!r} is not one of the strategies compared: {list(summary)}."
-        )
-    base = np.asarray(summary[reference]["score_per_seed"], dtype=np.float64)
     out = {}
-    for name, s in summary.items():
-        if name == reference:
-            continue
-        d = 100 * (np.asarray(s["score_per_seed"], dtype=np.float64) - base)
+    for name, d in _differences(summary, reference, "score_per_seed", "reference").items():
+        s = summary[name]
         mean = d.mean(axis=0)
         out[name] = {
             "reference": reference,
