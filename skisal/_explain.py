@@ -37,10 +37,10 @@ class QueryRecord:
     scores: np.ndarray  # I(z, R)
     ranking: np.ndarray  # pool indices, most helpful first (deferred ones last)
     order: np.ndarray | None  # the selection, in selection order; None after influence()
-    selection: str  # "top" or "diverse"
     summary: dict[str, np.ndarray]  # the adapter's: pseudo_label, confidence, margin, cost
     classes: np.ndarray | None  # the estimator's classes_, to name pseudo-labels
-    distances: np.ndarray | None = None  # diverse picks: distance to the nearest earlier one
+    # A diverse selection's picks: distance to the nearest earlier one; None for the others
+    distances: np.ndarray | None = None
 
     @classmethod
     def from_query(
@@ -48,7 +48,6 @@ class QueryRecord:
         scores: np.ndarray,
         ranking: np.ndarray,
         order: np.ndarray | None,
-        selection: str,
         summary: dict[str, Any],
         classes: Any,
         distances: np.ndarray | None = None,
@@ -56,7 +55,7 @@ class QueryRecord:
         """A record with the adapter's tensors moved to numpy."""
         arrays = {k: v.detach().cpu().numpy() for k, v in summary.items()}
         classes = None if classes is None else np.asarray(classes)
-        return cls(scores, ranking, order, selection, arrays, classes, distances)
+        return cls(scores, ranking, order, arrays, classes, distances)
 
 
 def _pseudo_labels(record: QueryRecord, n: int) -> np.ndarray:
@@ -79,7 +78,7 @@ def _reasons(record: QueryRecord, n: int, rank: np.ndarray) -> np.ndarray:
     if record.order is None:
         return reasons
     for position, i in enumerate(record.order):
-        if record.selection == "top" or record.distances is None:
+        if record.distances is None:  # by rank, or within a budget
             reasons[i] = f"rank {rank[i]} by influence"
         elif position == 0:
             reasons[i] = "most helpful sample (first pick)"

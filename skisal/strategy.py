@@ -591,7 +591,6 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             self.scores_,
             ranking,
             order,
-            "top" if distances is None else "diverse",
             scored.summary,
             query.model.adapter.label_names(query.model.estimator),
             distances,
