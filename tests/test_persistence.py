@@ -24,6 +24,7 @@ import torch
 from modAL.models import ActiveLearner
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from test_strategy_attributes import documented_attributes
 
 from conftest import make_net
 from skisal import InfluenceDiagnostics, InfluenceQueryStrategy, SolverReport
@@ -31,17 +32,19 @@ from skisal import InfluenceDiagnostics, InfluenceQueryStrategy, SolverReport
 ROOT = Path(__file__).resolve().parents[1]
 
 # What a query sets, as the class documents it (tests/test_strategy_attributes.py checks the
-# documentation against a query; here: all of them survive a round trip).
-FITTED = {
-    "scores_",
-    "s_test_",
-    "reference_gradient_",
-    "parameter_names_",
-    "diagnostics_",
-    "annotation_costs_",
-    "deferred_",
-    "query_cost_",
-}
+# documentation against a query and pins the set; here: all of them survive a round trip).
+FITTED = documented_attributes(InfluenceQueryStrategy)
+
+
+def _learner(digits, strategy: InfluenceQueryStrategy) -> ActiveLearner:
+    """A modAL learner on the fixture's labelled digits, its network seeded."""
+    torch.manual_seed(0)
+    return ActiveLearner(
+        estimator=make_net(max_epochs=5),
+        query_strategy=strategy,
+        X_training=digits["X_labeled"],
+        y_training=digits["y_labeled"],
+    )
 
 
 def _pickle(obj):
@@ -167,14 +170,8 @@ def test_clone_saves_the_configuration_without_the_last_query(queried):
 
 
 def test_a_modal_learner_with_the_strategy_round_trips(digits):
-    torch.manual_seed(0)
     strategy = InfluenceQueryStrategy(digits["X_reference"], digits["y_reference"], random_state=0)
-    learner = ActiveLearner(
-        estimator=make_net(max_epochs=5),
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = _learner(digits, strategy)
     pool, oracle = digits["X_pool"], digits["y_pool"]
     idx, _ = learner.query(pool, n_instances=5)
     learner.teach(pool[idx], oracle[idx])
@@ -194,14 +191,8 @@ def test_a_modal_learner_with_the_strategy_round_trips(digits):
 def test_a_learner_rebuilt_from_saved_parts_selects_the_same(digits, tmp_path):
     """The guide's other route: the net's parameters (skorch's save_params), the labelled set
     and the strategy saved apart; modAL retrains on construction, load_params undoes it."""
-    torch.manual_seed(0)
     strategy = InfluenceQueryStrategy(digits["X_reference"], digits["y_reference"], random_state=0)
-    learner = ActiveLearner(
-        estimator=make_net(max_epochs=5),
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = _learner(digits, strategy)
     idx, _ = learner.query(digits["X_pool"], n_instances=5)
     learner.estimator.save_params(f_params=tmp_path / "model.pt")
     np.savez(tmp_path / "labelled.npz", X=learner.X_training, y=learner.y_training)
