@@ -312,3 +312,14 @@ def test_one_seed_has_no_spread():
     assert "±" not in text.split("\n", 1)[1].split("AULC:")[0]  # no "± 0.00" in the table
     assert ", 1 seed," in text.splitlines()[0]
     assert not math.isnan(summary["isal"]["aulc_mean"])
+
+
+def test_summaries_without_random_have_no_random_column():
+    curves = {name: runs for name, runs in CURVES.items() if name != "random"}
+    summary = summarise(_records(curves))
+    text, markdown = format_summary(summary), format_markdown(summary)
+    header = next(line for line in text.splitlines() if "strategy" in line)
+    assert "vs random" not in header and "AULC" in header
+    assert "minus random" not in markdown.splitlines()[0]
+    rows = [line for line in markdown.splitlines()[2:] if line.startswith("| `")]
+    assert {row.split("`")[1] for row in rows} >= set(curves)

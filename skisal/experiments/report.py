@@ -403,7 +403,7 @@ def format_summary(summary: dict[str, dict[str, Any]], score_name: str = "test a
     for name in names:
         s = summary[name]
         aulc_cell, final_cell = _cells(summary, name)
-        row = [name, aulc_cell, *[_vs_random(summary, name)] * has_random, final_cell]
+        row = [name, aulc_cell, *([_vs_random(summary, name)] if has_random else []), final_cell]
         if reference is not None:
             row.append(_labels_to(summary, name, reference))
         row.append(f"{s['query_seconds_mean']:.3f}")
@@ -498,7 +498,7 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
     for name in _by_aulc(summary):
         s = summary[name]
         aulc_cell, final_cell = _cells(summary, name)
-        cells = [f"`{name}`", aulc_cell, *[_vs_random(summary, name)] * has_random, final_cell]
+        cells = [f"`{name}`", aulc_cell, *([_vs_random(summary, name)] if has_random else []), final_cell]
         cells += [_labels_to(summary, name, target) for target in targets]
         if tested is not None:
             test = s.get("vs_baseline")
