@@ -41,6 +41,7 @@ class QueryRecord:
     classes: np.ndarray | None  # the estimator's classes_, to name pseudo-labels
     # A diverse selection's picks: distance to the nearest earlier one; None for the others
     distances: np.ndarray | None = None
+    rule: str | None = None  # the selection's rule (diagnostics.selection)
 
     @classmethod
     def from_query(
@@ -51,11 +52,12 @@ class QueryRecord:
         summary: dict[str, Any],
         classes: Any,
         distances: np.ndarray | None = None,
+        rule: str | None = None,
     ) -> QueryRecord:
         """A record with the adapter's tensors moved to numpy."""
         arrays = {k: v.detach().cpu().numpy() for k, v in summary.items()}
         classes = None if classes is None else np.asarray(classes)
-        return cls(scores, ranking, order, arrays, classes, distances)
+        return cls(scores, ranking, order, arrays, classes, distances, rule)
 
 
 def _pseudo_labels(record: QueryRecord, n: int) -> np.ndarray:
@@ -77,8 +79,15 @@ def _reasons(record: QueryRecord, n: int, rank: np.ndarray) -> np.ndarray:
     reasons = np.full(n, None, dtype=object)
     if record.order is None:
         return reasons
+    labels = _pseudo_labels(record, n)
+    margin = record.summary.get("margin")
     for position, i in enumerate(record.order):
-        if record.distances is None:  # by rank, or within a budget
+        if record.rule == "margin":
+            reasons[i] = (
+                f"smallest margin ({margin[i]:.3g}) left among pseudo-label {labels[i]}; "
+                "influence not used: reference accuracy below min_reference_accuracy"
+            )
+        elif record.distances is None:  # by rank, or within a budget
             reasons[i] = f"rank {rank[i]} by influence"
         elif position == 0:
             reasons[i] = "most helpful sample (first pick)"

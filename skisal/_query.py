@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 INVERSE_HVP_METHODS = ("lissa", "cg", "pcg", "lanczos", "kfac", "ekfac", "exact", "identity")
-SELECTIONS = ("top", "diverse")
+SELECTIONS = ("auto", "top", "diverse")
 #: Labelled samples the "pcg" preconditioner's K-FAC factors are fitted over, at most: a
 #: subsample preconditions about as well as all of them (the user guide's solver section).
 PRECONDITIONER_SAMPLES = 1024
@@ -95,6 +95,10 @@ CONSTRAINTS = {
     "progress": (lambda v: isinstance(v, bool), "a bool"),
     "return_scores": _modal.RETURN_SCORES,
     "selection": (lambda v: v in SELECTIONS, f"one of {SELECTIONS}"),
+    "min_reference_accuracy": (
+        lambda v: is_non_negative_real(v) and v <= 1,
+        "a real in [0, 1], e.g. 0.5",
+    ),
     "distributed": (lambda v: isinstance(v, bool), "a bool"),
     "autocast": (
         lambda v: isinstance(v, bool) or v in (torch.float16, torch.bfloat16),

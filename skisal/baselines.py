@@ -428,7 +428,7 @@ def gradient_similarity(
     Returns
     -------
     InfluenceQueryStrategy
-        With ``inverse_hvp="identity"``.
+        With ``inverse_hvp="identity"`` and, unless given, ``selection="top"``.
 
     Examples
     --------
@@ -436,4 +436,5 @@ def gradient_similarity(
     >>> gradient_similarity(random_state=0).inverse_hvp
     'identity'
     """
+    kwargs.setdefault("selection", "top")  # the paper's ablation ranks by the score
     return InfluenceQueryStrategy(X_reference, y_reference, inverse_hvp="identity", **kwargs)

@@ -62,6 +62,7 @@ _FORWARDED = (
     "parameters",
     "adapter",
     "selection",
+    "min_reference_accuracy",
     "device",
     "scoring",
     "progress",
@@ -89,11 +90,14 @@ class InfluenceSampling(SummarisedArraysRepr, SingleAnnotatorPoolQueryStrategy):
         ``(X, y)`` are used (the paper's ISAL_v3 ablation).
     inverse_hvp, damping, curvature, lissa_depth, lissa_repeats, lissa_scale, \
 lissa_tol, hessian_batch_size, cg_max_iter, cg_tol, lanczos_rank, hessian_subsample, \
-parameters, adapter, selection, device, scoring, progress, autocast
+parameters, adapter, selection, min_reference_accuracy, device, scoring, progress, autocast
         As in :class:`~skisal.InfluenceQueryStrategy`, with the same
-        defaults. ``selection="diverse"`` picks a batch by influence-weighted
-        k-means++ (then ``utilities[b]`` are the same influences with the
-        first ``b`` picks masked, not a ranking that explains pick ``b``).
+        defaults. With ``selection="auto"`` (class-balanced margin on a model
+        wrong on most of the reference set, else as "diverse") or
+        ``"diverse"`` (influence-weighted k-means++), the
+        batch is the strategy's own picks: ``utilities[b]`` are the same
+        influences with the first ``b`` picks masked, not a ranking that
+        explains pick ``b``. ``"top"`` takes the highest utilities.
     scoring_batch_size : int, default=256
         Samples per forward pass (``batch_size`` of
         :class:`~skisal.InfluenceQueryStrategy`; renamed because ``query``'s
@@ -159,7 +163,8 @@ parameters, adapter, selection, device, scoring, progress, autocast
         hessian_subsample: int | None = None,
         parameters: Any = None,
         adapter: Any = None,
-        selection: str = "top",
+        selection: str = "auto",
+        min_reference_accuracy: float = 0.5,
         scoring_batch_size: int = 256,
         device: Any = None,
         scoring: str = "auto",
@@ -186,6 +191,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
         self.parameters = parameters
         self.adapter = adapter
         self.selection = selection
+        self.min_reference_accuracy = min_reference_accuracy
         self.scoring_batch_size = scoring_batch_size
         self.device = device
         self.scoring = scoring
@@ -286,7 +292,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
                 batch_size=batch_size,
                 return_utilities=return_utilities,
             )
-        return self._diverse_batch(utilities, order, mapping, return_utilities)
+        return self._ordered_batch(utilities, order, mapping, return_utilities)
 
     # -- steps of a query ------------------------------------------------------
     def _influence_strategy(self, seed: int) -> InfluenceQueryStrategy:
@@ -333,7 +339,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
         X_cand: np.ndarray,
         batch_size: int,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Influence of every candidate and, for ``selection="diverse"``, the picks."""
+        """Influence of every candidate and, unless ``selection="top"``, the picks."""
         if len(X_lab) == 0:
             if self.X_reference is None:
                 warnings.warn(
@@ -354,7 +360,7 @@ parameters, adapter, selection, device, scoring, progress, autocast
             self.influence_strategy_ = influence
             return influence.influence(clf, X_cand) / float(self.damping), None
         self.influence_strategy_ = influence
-        if self.selection == "top" or batch_size == 1:
+        if self.selection == "top" or (self.selection == "diverse" and batch_size == 1):
             return influence.influence(clf, X_cand, X_labeled=X_lab, y_labeled=y_lab), None
         if batch_size > len(X_cand):  # as scikit-activeml's simple_batch says it
             warnings.warn(
@@ -369,13 +375,13 @@ parameters, adapter, selection, device, scoring, progress, autocast
         return influence.scores_.copy(), np.asarray(order)
 
     @staticmethod
-    def _diverse_batch(
+    def _ordered_batch(
         utilities: np.ndarray,
         order: np.ndarray,
         mapping: np.ndarray | None,
         return_utilities: bool,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """The diverse picks in scikit-activeml's format (indices into X or candidates)."""
+        """The strategy's picks in scikit-activeml's format (indices into X or candidates)."""
         picks = order if mapping is None else np.asarray(mapping)[order]
         if not return_utilities:
             return picks

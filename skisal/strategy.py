@@ -26,6 +26,7 @@ from ._repr import SummarisedArraysRepr
 from ._validation import check_constraints, check_query_size, take_rows, within_budget
 from .adapters import ModelAdapter
 from .engine import evaluation_mode
+from .engine.balance import balanced_order
 from .engine.distributed import ProcessGroup, current_group
 from .engine.diversity import (
     gradient_factors,
@@ -132,13 +133,29 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         from the estimator when None (skorch nets get
         :class:`~skisal.SkorchClassifierAdapter`). Task options such as the
         expected-gradient ``top_k`` of Eq. 3 live on the adapter.
-    selection : {"top", "diverse"}, default="top"
-        How a query picks ``n_instances`` samples from the scores. "top": the
-        most negative influences (the paper). "diverse": k-means++ seeding
-        over the pool's last-layer UUIC gradients, each weighted by its rank
-        by influence, starting from the most helpful sample (BADGE-style
-        diversity tilted by influence; needs a network whose output comes from
-        an ``nn.Linear``); :doc:`/guide/results` shows what it changed.
+    selection : {"auto", "top", "diverse"}, default="auto"
+        How a query picks ``n_instances`` samples from the scores.
+        "auto" first measures the model's accuracy on the reference set.
+        Below ``min_reference_accuracy`` most pseudo-labels are wrong, and so
+        is the influence computed at them: it then picks the smallest
+        margins, class-balanced (round-robin over the pseudo-labels);
+        otherwise it selects as "diverse". Adapters that cannot tell a right
+        pseudo-label (detectors) rank by influence, as "top" does.
+        "top": the most negative influences (the paper); on a weak model it
+        does worse than random sampling (:doc:`/guide/results`, the
+        ``signals`` benchmark).
+        "diverse": k-means++ seeding over the pool's last-layer UUIC
+        gradients, each weighted by its rank by influence, starting from the
+        most helpful sample (BADGE-style diversity tilted by influence; needs
+        a network whose output comes from an ``nn.Linear``).
+        :doc:`/guide/results` compares the three; ``diagnostics_.selection``
+        and ``selection_reason`` say which rule a query used and why.
+    min_reference_accuracy : float, default=0.5
+        With ``selection="auto"``, the accuracy on the reference set from
+        which influence is used: by default, once the model's top-1
+        prediction is right more often than not. Without ``X_reference`` it
+        is measured on the labelled set, which the model was trained on, and
+        overstates how often the pseudo-labels are right.
     batch_size : int, default=256
         Pool and reference samples per forward pass.
     device : str or torch.device, optional
@@ -217,8 +234,16 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
     >>> learner = ActiveLearner(estimator=make_net(), query_strategy=strategy,
     ...                         X_training=X_labeled, y_training=y_labeled)
     >>> idx, X_selected = learner.query(X_pool, n_instances=3)
-    >>> X_selected.shape, bool(np.all(np.diff(strategy.scores_[idx]) >= 0))
-    ((3, 4), True)
+    >>> X_selected.shape, strategy.diagnostics_.selection
+    ((3, 4), 'margin')
+
+    The small net of this example is wrong on most of the reference set, so the
+    default ``selection="auto"`` chose by margin, and says why:
+
+    >>> print(strategy.diagnostics_.selection_reason)  # doctest: +NORMALIZE_WHITESPACE
+    by margin, class-balanced: the model is right on 30% of the reference set,
+    below min_reference_accuracy=0.5, so the influence at its pseudo-labels is
+    not trusted
 
     By annotation cost instead of count (1 per sample for a classifier):
 
@@ -252,7 +277,8 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         hessian_subsample: int | None = None,
         parameters: Any = None,
         adapter: ModelAdapter | None = None,
-        selection: str = "top",
+        selection: str = "auto",
+        min_reference_accuracy: float = 0.5,
         batch_size: int = 256,
         device: str | torch.device | None = None,
         scoring: str = "auto",
@@ -281,6 +307,7 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         self.parameters = parameters
         self.adapter = adapter
         self.selection = selection
+        self.min_reference_accuracy = min_reference_accuracy
         self.batch_size = batch_size
         self.device = device
         self.scoring = scoring
@@ -334,7 +361,8 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             ranking order while their summed predicted cost stays within
             ``budget`` (at least one sample is always selected). The cost is
             the adapter's (a detector's predicted box count; 1 per sample for
-            classifiers). Only with ``selection="top"``. With modAL:
+            classifiers). Not with ``selection="diverse"``; with "auto" the
+            samples are taken by influence, as with "top". With modAL:
             ``learner.query(X_pool, budget=200)``.
         X_labeled, y_labeled : array-like, optional
             Labelled data for the Hessian, overriding the constructor's and
@@ -428,7 +456,9 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             - ``cost``: the predicted annotation cost (1 for a classifier, the
               predicted box count for a detector);
             - ``reason``: why a selected sample was picked, None otherwise:
-              ``"rank 3 by influence"``, or with ``selection="diverse"``
+              ``"rank 3 by influence"`` ("top"); ``"smallest margin (0.03) left
+              among pseudo-label 7; influence not used: ..."`` ("auto" on a
+              weak model); with "diverse" (and "auto" otherwise)
               ``"most helpful sample (first pick)"`` and ``"k-means++ pick 4:
               gradient distance 0.82 to earlier picks; rank 17 by influence"``;
             - ``distance``: with ``selection="diverse"``, a pick's distance in
@@ -455,9 +485,9 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         ((30, 10), ['influence', 'rank', 'selected', 'selection_order'])
         >>> picked = table[table.selected].sort_values("selection_order")
         >>> picked.index.tolist() == idx.tolist(), picked["rank"].tolist()
-        (True, [1, 2, 3])
-        >>> picked["reason"].iloc[0]
-        'rank 1 by influence'
+        (True, [12, 17, 27])
+        >>> picked["reason"].iloc[0]  # doctest: +ELLIPSIS
+        'smallest margin (0.000135) left among pseudo-label 1; influence not used: ...'
         """
         record = getattr(self, "_last_query", None)
         if record is None:
@@ -525,8 +555,11 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             query = prepare(self, classifier, X_pool, X_labeled, y_labeled)
             if select:
                 query.n_instances = check_query_size(n_instances, budget, query.n_pool)
-                if budget is not None and self.selection != "top":
-                    raise ValueError("budget works with selection='top' only.")
+                if budget is not None and self.selection == "diverse":
+                    raise ValueError(
+                        "budget does not work with selection='diverse': use selection='top' "
+                        "or 'auto' (both take samples by influence within a budget)."
+                    )
             prints = None if group is None else query_fingerprints(self, query, budget, select)
         except Exception as exc:
             if group is not None:  # the other ranks would wait for this one in a collective
@@ -550,9 +583,17 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         Also returns, for a diverse selection, each pick's gradient distance to the
         nearest earlier pick (why k-means++ took it); None otherwise.
         """
+        diagnostics = scored.diagnostics
         if budget is not None:
+            diagnostics.selection = "top"
+            diagnostics.selection_reason = "by influence, within the annotation budget"
             return within_budget(ranking, scored.annotation_costs, budget), None
-        if self.selection == "top" or query.n_instances == 1:
+        rule = diagnostics.selection = self._selection_rule(query, scored)
+        if rule == "margin":
+            labels = scored.summary["pseudo_label"].cpu().numpy()
+            margins = scored.summary["margin"].cpu().numpy()
+            return balanced_order(margins, labels, query.n_instances), None
+        if rule == "top" or query.n_instances == 1:
             return ranking[: query.n_instances], None
         model, X_pool = query.model, query.X_pool
         if group is None:
@@ -564,6 +605,42 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         outer = outer * influence_rank_weights(scored.scores).sqrt()[:, None]
         order = kmeans_pp_select(outer, inner, query.n_instances, int(ranking[0]), rng)
         return order, pick_distances(outer, inner, order)
+
+    def _selection_rule(self, query: Query, scored: Scored) -> str:
+        """The rule of this selection: "top", "diverse" or (from "auto") "margin".
+
+        Sets ``diagnostics.reference_accuracy`` and ``selection_reason``.
+        """
+        diagnostics = scored.diagnostics
+        if self.selection != "auto":
+            diagnostics.selection_reason = {
+                "top": "by influence (selection='top', the paper's)",
+                "diverse": "k-means++ over influence-weighted gradients (selection='diverse')",
+            }[self.selection]
+            return self.selection
+        accuracy = query.model.pseudo_label_accuracy(query.X_ref, query.y_ref, self.batch_size)
+        diagnostics.reference_accuracy = accuracy
+        if accuracy is None or not {"margin", "pseudo_label"} <= set(scored.summary):
+            diagnostics.selection_reason = (
+                "by influence: the adapter gives no pseudo-label accuracy or margins, so "
+                "selection='auto' ranks as 'top' does"
+            )
+            return "top"
+        threshold = self.min_reference_accuracy
+        measured = f"the model is right on {accuracy:.0%} of the reference set"
+        if query.ref_name == "y_labeled":
+            measured += " (the labelled set, which it was trained on: pass X_reference)"
+        if accuracy < threshold:
+            diagnostics.selection_reason = (
+                f"by margin, class-balanced: {measured}, below min_reference_accuracy="
+                f"{threshold:g}, so the influence at its pseudo-labels is not trusted"
+            )
+            return "margin"
+        diagnostics.selection_reason = (
+            "k-means++ over influence-weighted gradients, as selection='diverse': "
+            f"{measured} (min_reference_accuracy={threshold:g})"
+        )
+        return "diverse"
 
     def _store(
         self,
@@ -594,4 +671,5 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             scored.summary,
             query.model.adapter.label_names(query.model.estimator),
             distances,
+            scored.diagnostics.selection,
         )

@@ -287,6 +287,10 @@ def test_images_without_pseudo_boxes_are_ranked_last(data, fitted):
     order, _ = scored(detector, pool, n_instances=len(pool))
     assert not scored.deferred_.any()
     np.testing.assert_array_equal(order, np.argsort(scored.scores_, kind="stable"))
+    # a detector's pseudo-labels have no accuracy: the default "auto" ranks as "top" does
+    assert scored.selection == "auto" and scored.diagnostics_.selection == "top"
+    assert scored.diagnostics_.reference_accuracy is None
+    assert "gives no pseudo-label accuracy" in scored.diagnostics_.selection_reason
 
 
 def test_post_processing_runs_once_per_scored_image(data, fitted, monkeypatch):

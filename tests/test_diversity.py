@@ -96,7 +96,9 @@ def test_diverse_query_starts_at_the_most_helpful_and_is_reproducible(digits, fi
     np.testing.assert_array_equal(X_sel, digits["X_pool"][idx])
     again, _ = learner.query(digits["X_pool"], n_instances=15)
     np.testing.assert_array_equal(idx, again)
-    top, _ = _learner(digits, fitted_net)[0].query(digits["X_pool"], n_instances=15)
+    top, _ = _learner(digits, fitted_net, selection="top")[0].query(
+        digits["X_pool"], n_instances=15
+    )
     assert set(np.asarray(top).tolist()) != set(np.asarray(idx).tolist())  # it does differ
 
 

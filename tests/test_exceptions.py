@@ -123,7 +123,7 @@ def test_every_public_exception_of_skisal_lives_in_skisal_exceptions():
 # -- a bad parameter: InvalidParameterError, a ValueError and a TypeError ----------------------
 BAD_PARAMETERS = [
     ({"damping": -1.0}, "damping must be a finite real >= 0; got -1.0."),
-    ({"selection": "best"}, "selection must be one of ('top', 'diverse'); got 'best'."),
+    ({"selection": "best"}, "selection must be one of ('auto', 'top', 'diverse'); got 'best'."),
     ({"lissa_depth": 0}, "lissa_depth must be an integer >= 1; got 0."),
     ({"progress": "yes"}, "progress must be a bool; got 'yes'."),
     ({"return_scores": None}, "return_scores must be 'auto' or a bool; got None."),

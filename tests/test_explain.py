@@ -35,7 +35,7 @@ def test_explain_before_any_query_says_what_to_do(digits):
 
 def test_every_column_after_a_top_query_matches_the_model_and_the_selection(digits, fitted_net):
     X_pool = digits["X_pool"]
-    strategy = _strategy(digits)
+    strategy = _strategy(digits, selection="top")
     idx = strategy(fitted_net, X_pool, n_instances=7)[0]
     table = strategy.explain()
 

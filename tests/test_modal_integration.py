@@ -34,7 +34,7 @@ def test_installed_modal_protocol_is_recognised():
 @pytest.mark.parametrize("inverse_hvp", ["cg", "lissa", "identity"])
 def test_active_learner_query_teach_loop(digits, inverse_hvp):
     torch.manual_seed(0)
-    strategy = _strategy(digits, inverse_hvp=inverse_hvp, lissa_depth=100)
+    strategy = _strategy(digits, inverse_hvp=inverse_hvp, lissa_depth=100, selection="top")
     learner = ActiveLearner(
         estimator=make_net(),
         query_strategy=strategy,
@@ -58,7 +58,7 @@ def test_active_learner_query_teach_loop(digits, inverse_hvp):
 def test_query_returns_metrics_with_modal_042(digits, fitted_net):
     if not installed_modal_returns_scores():
         pytest.skip("the installed modAL is 0.4.1 (covered by the subprocess test)")
-    strategy = _strategy(digits)
+    strategy = _strategy(digits, selection="top")
     learner = ActiveLearner(estimator=fitted_net, query_strategy=strategy)
     learner.X_training, learner.y_training = digits["X_labeled"], digits["y_labeled"]
     idx, _, metrics = learner.query(digits["X_pool"], n_instances=5, return_metrics=True)
@@ -106,7 +106,7 @@ def test_learner_like_object_gives_estimator_and_labelled_data(digits, fitted_ne
         fitted_net, digits["X_pool"], X_labeled=digits["X_labeled"], y_labeled=digits["y_labeled"]
     )
     custom = CustomLearner(fitted_net, digits["X_labeled"], digits["y_labeled"])
-    strategy = _strategy(digits)
+    strategy = _strategy(digits, selection="top")
     np.testing.assert_array_equal(strategy.influence(custom, digits["X_pool"]), explicit)
     assert strategy.diagnostics_.n_labeled == len(digits["X_labeled"])
     # No ``query`` to read a protocol from: the installed modAL's decides.
@@ -187,7 +187,7 @@ def test_pipeline_sends_x_through_earlier_steps(digits):
     pipe.fit(digits["X_labeled"], digits["y_labeled"])
     learner = ActiveLearner(
         estimator=pipe,
-        query_strategy=_strategy(digits),
+        query_strategy=_strategy(digits, selection="top"),
         X_training=digits["X_labeled"],
         y_training=digits["y_labeled"],
     )

@@ -29,6 +29,7 @@ from sklearn.naive_bayes import GaussianNB
 
 from skisal import InfluenceQueryStrategy, resolve_adapter
 from skisal.adapters import SkactivemlSkorchAdapter
+from skisal.engine.balance import balanced_order
 from skisal.skactiveml import _FORWARDED, InfluenceSampling
 
 
@@ -136,6 +137,7 @@ INIT_CASES = {
     "parameters": [(["no_such_layer"], ValueError)],
     "adapter": [("skorch", TypeError)],
     "selection": [("best", ValueError)],
+    "min_reference_accuracy": [(1.5, ValueError), ("half", (ValueError, TypeError))],
     "device": [(42, (TypeError, RuntimeError, ValueError))],
     "scoring": [("sideways", ValueError)],
     "progress": [("yes", ValueError)],
@@ -247,17 +249,20 @@ def test_utilities_are_negated_influences_of_the_fitted_network(data):
     np.testing.assert_allclose(-qs.influence_strategy_.scores_, utilities[0, 12:])
 
 
-def test_batch_masks_previous_picks_and_nan_at_labelled_samples(data):
-    idx, utilities = query(**data, batch_size=5, return_utilities=True)
+@pytest.mark.parametrize("selection", ["top", "auto", "diverse"])
+def test_batch_masks_previous_picks_and_nan_at_labelled_samples(data, selection):
+    qs = InfluenceSampling(selection=selection, random_state=0)
+    idx, utilities = qs.query(**data, batch_size=5, return_utilities=True)
     assert len(set(idx)) == 5 and all(i >= 12 for i in idx)
     for b in range(5):
         assert np.isnan(utilities[b]).sum() == 12 + b
         assert np.isnan(utilities[b, idx[:b]]).all()
-        assert idx[b] == np.nanargmax(utilities[b])
+        if selection == "top":  # the others are the strategy's own picks, not the argmax
+            assert idx[b] == np.nanargmax(utilities[b])
 
 
 def test_oversized_batch_warns_and_returns_every_candidate(data):
-    for selection in ("top", "diverse"):
+    for selection in ("top", "auto", "diverse"):
         qs = InfluenceSampling(selection=selection, random_state=0)
         with pytest.warns(UserWarning, match="larger than number of candidate"):
             idx = qs.query(**data, batch_size=29)
@@ -276,6 +281,31 @@ def test_candidates_as_indices_and_as_samples(data):
     assert u_samples.shape == (1, 28)
     np.testing.assert_allclose(u_samples[0], u_all[0, 12:])
     assert idx[0] == np.argmax(u_all[0, 12:])
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_auto_selection_is_the_strategys_class_balanced_rule(data, right):
+    clf = data["clf"].fit(data["X"], data["y"])
+    X_ref = X_ALL[:12]
+    predicted = clf.predict(X_ref)
+    y_ref = predicted if right else (predicted + 1) % 3  # accuracy 1 or 0
+    qs = InfluenceSampling(X_reference=X_ref, y_reference=y_ref, random_state=0)
+    assert qs.selection == "auto"
+    idx = qs.query(**{**data, "clf": clf}, fit_clf=False, batch_size=6)
+    strategy = qs.influence_strategy_
+    if right:
+        assert strategy.diagnostics_.selection == "diverse"
+        diverse = InfluenceSampling(
+            X_reference=X_ref, y_reference=y_ref, selection="diverse", random_state=0
+        )
+        expected = diverse.query(**{**data, "clf": clf}, fit_clf=False, batch_size=6)
+        np.testing.assert_array_equal(idx, expected)
+        return
+    assert strategy.diagnostics_.selection == "margin"
+    proba = clf.predict_proba(data["X"][12:])
+    top2 = np.sort(proba, axis=1)[:, ::-1]
+    margins, labels = top2[:, 0] - top2[:, 1], proba.argmax(axis=1)
+    np.testing.assert_array_equal(idx, 12 + balanced_order(margins, labels, 6))
 
 
 def test_diverse_selection_picks_distinct_candidates(data):
@@ -446,7 +476,7 @@ def test_explain_names_pseudo_labels_in_the_classifiers_own_labels():
 
 
 def test_explain_of_the_inner_strategy_covers_the_candidates_in_order(data):
-    qs = InfluenceSampling(random_state=0)
+    qs = InfluenceSampling(selection="top", random_state=0)
     idx, utilities = qs.query(**data, batch_size=3, return_utilities=True)
     table = qs.influence_strategy_.explain()
     unlabelled = np.flatnonzero(np.isnan(data["y"]))

@@ -444,6 +444,32 @@ class ModelAdapter(BaseEstimator, metaclass=ABCMeta):
         """
         return {}
 
+    def pseudo_label_correct(
+        self, estimator: Any, outputs: Any, targets: Any
+    ) -> torch.Tensor | None:
+        """Whether each sample's pseudo-label is its target, for the reference set's accuracy.
+
+        ``InfluenceQueryStrategy(selection="auto")`` trusts the influence at the
+        pseudo-label only once the model is right on at least
+        ``min_reference_accuracy`` of the reference set; None (the default, a
+        family without one label per sample, such as detectors) leaves the
+        ranking by influence in charge.
+
+        Parameters
+        ----------
+        estimator : object
+            The user's estimator.
+        outputs : object
+            Detached outputs of :meth:`forward` on a batch.
+        targets : object
+            The batch's targets, from :meth:`get_targets`.
+
+        Returns
+        -------
+        torch.Tensor of bool, shape (n,), or None
+        """
+        return None
+
     def label_names(self, estimator: Any) -> Any:
         """The labels that ``pseudo_label`` indices of :meth:`pseudo_label_summary` stand for.
 

@@ -568,6 +568,33 @@ class SkorchClassifierAdapter(ModelAdapter):
             "margin": top.values[:, 0] - second,
         }
 
+    def pseudo_label_correct(
+        self, estimator: Any, outputs: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Whether the top-1 class is the target, per sample.
+
+        Parameters
+        ----------
+        estimator : skorch NeuralNet or Pipeline ending in one
+            The estimator (unused: the top logit is the top probability).
+        outputs : torch.Tensor of shape (n, n_classes)
+            Detached outputs of :meth:`forward` on a batch.
+        targets : torch.Tensor of int64, shape (n,)
+            Class indices, from :meth:`get_targets`.
+
+        Returns
+        -------
+        torch.Tensor of bool, shape (n,)
+
+        Examples
+        --------
+        >>> from skisal import SkorchClassifierAdapter
+        >>> outputs = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+        >>> SkorchClassifierAdapter().pseudo_label_correct(net, outputs, torch.tensor([0, 0]))
+        tensor([ True, False])
+        """
+        return outputs.argmax(dim=1) == targets
+
     def pseudo_label_derivative(
         self, estimator: Any, outputs: torch.Tensor, tangents: torch.Tensor
     ) -> torch.Tensor:

@@ -50,6 +50,15 @@ class InfluenceDiagnostics:
     timings : dict of str to float
         Seconds per phase: "finite_check" (a forward pass over the reference
         and labelled sets), "reference_gradient", "s_test", "scoring".
+    selection : str or None
+        The rule of the last selection: "top", "diverse" or "margin" (see
+        ``InfluenceQueryStrategy``'s ``selection``); None after
+        :meth:`~skisal.InfluenceQueryStrategy.influence`.
+    reference_accuracy : float or None
+        With ``selection="auto"``, the fraction of the reference set whose
+        pseudo-label is right, which chose the rule.
+    selection_reason : str or None
+        The rule and why, in words.
 
     Examples
     --------
@@ -82,9 +91,12 @@ class InfluenceDiagnostics:
     n_curvature: int = 0
     reference_gradient_norm: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    selection: str | None = None
+    reference_accuracy: float | None = None
+    selection_reason: str | None = None
 
     def summary(self) -> str:
-        """Four lines saying what the computation did, in words; ``str(diagnostics)`` too.
+        """What the computation did, in words; ``str(diagnostics)`` too.
 
         Returns
         -------
@@ -93,7 +105,8 @@ class InfluenceDiagnostics:
             samples, the parameter count, the reference set and the norm of its
             loss gradient (near zero: the model already fits it, and every
             influence is small); the pool size, the scoring method (and why
-            forward mode was abandoned, if it was) and the seconds spent.
+            forward mode was abandoned, if it was) and the seconds spent; after a
+            selection, its rule and why.
 
         Examples
         --------
@@ -129,7 +142,10 @@ class InfluenceDiagnostics:
         total = f"{_seconds(sum(self.timings.values()))} in all" + (
             f" ({seconds})" if seconds else ""
         )
-        return "\n".join([self.solver.summary(), curvature, reference, f"{scoring}; {total}"])
+        lines = [self.solver.summary(), curvature, reference, f"{scoring}; {total}"]
+        if self.selection_reason:
+            lines.append(f"selection: {self.selection_reason}")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()

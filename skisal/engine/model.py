@@ -381,6 +381,36 @@ class BoundModel:
             self.estimator, outputs, self.targets(y, indices)
         ).mean()
 
+    def pseudo_label_accuracy(self, X: Any, y: Any, batch_size: int) -> float | None:
+        """The fraction of ``X`` whose pseudo-label is its target in ``y``.
+
+        From the adapter's :meth:`~skisal.ModelAdapter.pseudo_label_correct`, one
+        forward pass per batch; None where the adapter cannot say.
+
+        Parameters
+        ----------
+        X, y : object
+            The samples and their targets (checked).
+        batch_size : int
+            Samples per forward pass.
+
+        Returns
+        -------
+        float or None
+        """
+        n = self.adapter.n_samples(X)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            for indices in batches(n, batch_size):
+                outputs = self.forward(None, self.inputs(X, indices))
+                right = self.adapter.pseudo_label_correct(
+                    self.estimator, outputs, self.targets(y, indices)
+                )
+                if right is None:
+                    return None
+                correct += right.sum()
+        return float(correct) / max(n, 1)  # one host transfer, after the loop
+
     def check_finite(self, X: Any, y: Any, batch_size: int, name: str) -> None:
         """Raise if the model's outputs or losses are not finite on some samples of ``X``.
 
