@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -74,6 +75,28 @@ def test_every_record_carries_the_fingerprint_of_its_configuration(finished):
     assert [json.loads(line)["fingerprint"] for line in lines] == [fingerprint] * 6
     assert [r.fingerprint for r in records] == [fingerprint] * 6
     assert StepRecord("random", 0, 0, 10, 0.5, None, 1.0, ()).fingerprint is None
+
+
+def test_a_run_of_isal_from_before_its_change_is_another_configuration(finished, wine, tmp_path):
+    """``isal`` became ``selection="auto"``: its old records must not be resumed as the new."""
+    config = dataclasses.replace(TINY, strategies=("isal",))
+    old = hashlib.sha256(
+        json.dumps(dataclasses.asdict(config), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()[:16]
+    assert config.fingerprint() != old  # the revision is part of it
+    assert (
+        TINY.fingerprint()
+        == hashlib.sha256(  # configurations without isal: as before
+            json.dumps(dataclasses.asdict(TINY), sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()[:16]
+    )
+    lines = [_edit(line, strategy="isal", fingerprint=old) for line in _copy(finished, tmp_path)]
+    (tmp_path / "records.jsonl").write_text("".join(lines))
+    stored = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**stored, "strategies": ["isal"]}))
+    no_training = dataclasses.replace(wine, make_estimator=_no_training)
+    with pytest.raises(ValueError, match=f"another configuration .fingerprint {old}"):
+        run_experiment(config, tmp_path, dataset=no_training)
 
 
 def test_records_of_another_configuration_are_refused_without_config_json(finished, wine, tmp_path):

@@ -498,7 +498,12 @@ def format_markdown(summary: dict[str, dict[str, Any]]) -> str:
     for name in _by_aulc(summary):
         s = summary[name]
         aulc_cell, final_cell = _cells(summary, name)
-        cells = [f"`{name}`", aulc_cell, *([_vs_random(summary, name)] if has_random else []), final_cell]
+        cells = [
+            f"`{name}`",
+            aulc_cell,
+            *([_vs_random(summary, name)] if has_random else []),
+            final_cell,
+        ]
         cells += [_labels_to(summary, name, target) for target in targets]
         if tested is not None:
             test = s.get("vs_baseline")

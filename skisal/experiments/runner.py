@@ -48,7 +48,7 @@ from .._validation import take_rows
 from ..exceptions import InvalidParameterError
 from .datasets import Dataset, load_dataset
 from .records import AFRESH, RECORDS_FILE, StepRecord, line_error, load_records, read_records
-from .strategies import StrategyContext, make_strategy, strategy_factory
+from .strategies import STRATEGY_REVISIONS, StrategyContext, make_strategy, strategy_factory
 
 # StepRecord and load_records live in .records; still importable from here.
 __all__ = [
@@ -204,9 +204,16 @@ class ExperimentConfig:
         Returns
         -------
         str
-            16 hex digits of the SHA-256 of the configuration's canonical JSON.
+            16 hex digits of the SHA-256 of the configuration's canonical JSON,
+            with the :data:`~skisal.experiments.strategies.STRATEGY_REVISIONS` of
+            its built-in strategies (a record of ``isal`` from before it changed
+            is of another configuration).
         """
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        content = dataclasses.asdict(self)
+        revisions = {n: STRATEGY_REVISIONS[n] for n in self.strategies if n in STRATEGY_REVISIONS}
+        if revisions:  # configurations without them keep their earlier fingerprint
+            content["strategy_revisions"] = revisions
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

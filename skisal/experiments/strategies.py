@@ -17,7 +17,13 @@ from ..baselines import CoresetSampling, RandomSampling, gradient_similarity
 from ..strategy import InfluenceQueryStrategy
 from ._naming import resolve
 
-__all__ = ["STRATEGIES", "StrategyContext", "make_strategy", "strategy_factory"]
+__all__ = [
+    "STRATEGIES",
+    "STRATEGY_REVISIONS",
+    "StrategyContext",
+    "make_strategy",
+    "strategy_factory",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,21 +72,19 @@ def _modal(name: str) -> Callable[[StrategyContext], Any]:
     return factory
 
 
-def _isal(context: StrategyContext) -> InfluenceQueryStrategy:
-    """The paper's ISAL with skisal's defaults and the seed's reference set."""
-    return InfluenceQueryStrategy(
-        context.X_reference, context.y_reference, random_state=context.random_state
-    )
+def _isal(selection: str, doc: str) -> Callable[[StrategyContext], InfluenceQueryStrategy]:
+    """The factory of ``InfluenceQueryStrategy`` with this ``selection`` and the seed's set."""
 
+    def factory(context: StrategyContext) -> InfluenceQueryStrategy:
+        return InfluenceQueryStrategy(
+            context.X_reference,
+            context.y_reference,
+            selection=selection,
+            random_state=context.random_state,
+        )
 
-def _isal_diverse(context: StrategyContext) -> InfluenceQueryStrategy:
-    """ISAL with ``selection="diverse"``: influence-weighted k-means++ on UUIC gradients."""
-    return InfluenceQueryStrategy(
-        context.X_reference,
-        context.y_reference,
-        selection="diverse",
-        random_state=context.random_state,
-    )
+    factory.__doc__ = doc
+    return factory
 
 
 def _gradient_similarity(context: StrategyContext) -> InfluenceQueryStrategy:
@@ -91,14 +95,23 @@ def _gradient_similarity(context: StrategyContext) -> InfluenceQueryStrategy:
 
 #: name -> factory(context) of a modAL query strategy.
 STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
-    "isal": _isal,
-    "isal_diverse": _isal_diverse,
+    "isal": _isal("auto", "``InfluenceQueryStrategy`` with skisal's defaults."),
+    "isal_top": _isal("top", "The paper's ISAL: the most helpful samples by influence."),
+    "isal_diverse": _isal("diverse", "ISAL's influence-weighted k-means++ on UUIC gradients."),
     "gradient_similarity": _gradient_similarity,
     "coreset": lambda context: CoresetSampling(random_state=context.random_state),
     "uncertainty": _modal("uncertainty_sampling"),
     "margin": _modal("margin_sampling"),
     "entropy": _modal("entropy_sampling"),
     "random": lambda context: RandomSampling(random_state=context.random_state),
+}
+
+
+#: Built-in names whose strategy has changed, with what changed. The runner's configuration
+#: fingerprint includes them, so that a run begun before the change is not resumed with the new
+#: strategy under the same name.
+STRATEGY_REVISIONS: dict[str, str] = {
+    "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top",
 }
 
 
