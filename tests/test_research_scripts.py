@@ -16,8 +16,18 @@ import torch
 pytest.importorskip("modAL")
 pytest.importorskip("scipy")
 
-from research import probes, query_logs, replay, reproduce, spectrum, strategies, tables
-from skisal.experiments import load_dataset
+from research import (
+    probes,
+    query_logs,
+    replay,
+    reproduce,
+    spectrum,
+    strategies,
+    tables,
+    weak_model,
+)
+from skisal import InfluenceQueryStrategy
+from skisal.experiments import StrategyContext, load_dataset
 from skisal.experiments.strategies import strategy_factory
 
 #: Studies that, with the digits-only variants below, run every strategy of the studies.
@@ -168,3 +178,49 @@ def test_paired_statistics():
     d = tables.paired(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 1.0, 5.0]), ddof=1)
     assert (d["mean"], d["wins"], d["ties"], d["losses"]) == (0.5, 2, 1, 1)
     assert d["std"] == pytest.approx(np.std([1.0, 0.0, 2.0, -1.0], ddof=1))
+
+
+def _wine_learner():
+    from modAL.models import ActiveLearner
+
+    dataset = load_dataset("wine")
+    order = np.random.default_rng(0).permutation(len(dataset.y))
+    labelled, reference, pool = order[:40], order[40:70], order[70:]
+    X, y = dataset.X, dataset.y
+    torch.manual_seed(0)
+    learner = ActiveLearner(
+        estimator=dataset.make_estimator(30), X_training=X[labelled], y_training=y[labelled]
+    )
+    return learner, StrategyContext(X[reference], y[reference], random_state=0), X[pool]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "influence_balanced",
+        "margin_balanced",
+        "random_balanced",
+        "hybrid_balanced",
+        "uncf_balanced",
+        "gated_diverse",
+        "gated_uncf",
+    ],
+)
+def test_weak_model_candidates_select_distinct_pool_rows(name):
+    learner, context, X_pool = _wine_learner()
+    idx, _ = getattr(weak_model, name)(context)(learner, X_pool, n_instances=6)
+    assert len(set(np.asarray(idx).tolist())) == 6 and max(idx) < len(X_pool)
+
+
+def test_gated_diverse_is_what_shipped_as_selection_auto():
+    learner, context, X_pool = _wine_learner()
+    X_ref = context.X_reference
+    wrong = (learner.predict(X_ref) + 1) % 3  # accuracy 0: class-balanced margin
+    for y_ref, threshold, rule in [(context.y_reference, 0.0, "diverse"), (wrong, 0.5, "margin")]:
+        gated = weak_model.Gated(X_ref, y_ref, "diverse", threshold, random_state=0)
+        shipped = InfluenceQueryStrategy(
+            X_ref, y_ref, min_reference_accuracy=threshold, random_state=0
+        )
+        expected = shipped(learner, X_pool, n_instances=6)[0]
+        assert shipped.diagnostics_.selection == rule
+        np.testing.assert_array_equal(gated(learner, X_pool, n_instances=6)[0], expected)
