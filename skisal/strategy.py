@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -521,9 +522,11 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             # Deferred samples (the adapter's, e.g. images without a prediction) go last; the
             # sort is stable, so ties keep pool order and equal inputs give equal selections.
             ranking = np.lexsort((scored.scores.cpu().numpy(), scored.deferred))
-            order, distances = (
-                self._select(query, scored, ranking, budget, rng, group) if select else (None, None)
-            )
+            order, distances = None, None
+            if select:
+                start = time.perf_counter()
+                order, distances = self._select(query, scored, ranking, budget, rng, group)
+                scored.diagnostics.timings["selection"] = time.perf_counter() - start
         self._store(query, scored, ranking, order, distances)
         warn_if_all_equal(self.scores_)
         return self.scores_, order

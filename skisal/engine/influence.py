@@ -49,7 +49,10 @@ class InfluenceDiagnostics:
         ``||grad l(R)||``; near zero means the model already fits R.
     timings : dict of str to float
         Seconds per phase: "finite_check" (a forward pass over the reference
-        and labelled sets), "reference_gradient", "s_test", "scoring".
+        and labelled sets), "reference_gradient", "s_test", "scoring" and,
+        after a selection, "selection" (with "auto", the reference set's
+        accuracy too; with "diverse", the pool's last-layer gradients and
+        k-means++).
     selection : str or None
         The rule of the last selection: "top", "diverse" or "margin" (see
         ``InfluenceQueryStrategy``'s ``selection``); None after
@@ -136,7 +139,7 @@ class InfluenceDiagnostics:
             scoring += f" (forward mode abandoned: {self.scoring_fallback_reason})"
         seconds = ", ".join(
             f"{phase} {_seconds(self.timings[phase])}"
-            for phase in ("s_test", "scoring")
+            for phase in ("s_test", "scoring", "selection")
             if phase in self.timings
         )
         total = f"{_seconds(sum(self.timings.values()))} in all" + (
