@@ -5,9 +5,10 @@ ISAL in a scikit-activeml loop: digits
 :class:`skisal.skactiveml.InfluenceSampling` is ISAL as a scikit-activeml pool query strategy.
 This example runs scikit-activeml's own loop -- the whole data set ``X`` with unlabelled
 entries of ``y`` set to ``MISSING_LABEL``, a ``SkorchClassifier`` refitted from scratch after
-every query -- for ISAL and for scikit-activeml's ``UncertaintySampling`` (margin),
-``CoreSet``, ``Badge`` and ``RandomSampling``, on scikit-learn's 8x8 digits: 20 initial labels,
-then queries of 20. Every strategy starts from the same split and the same initial labels for a
+every query -- for ISAL (skisal's default ``selection="auto"``, and the paper's ranking,
+``selection="top"``) and for scikit-activeml's ``UncertaintySampling`` (margin), ``CoreSet``,
+``Badge`` and ``RandomSampling``, on scikit-learn's 8x8 digits: 20 initial labels, then queries
+of 20. Every strategy starts from the same split and the same initial labels for a
 given seed; the network's initialisation follows the seed too.
 
 Run it from the repository root (``--quick`` is a short smoke run)::
@@ -94,6 +95,9 @@ def make_classifier(seed: int) -> SkorchClassifier:
 def strategies(seed: int, X_ref: np.ndarray, y_ref: np.ndarray) -> dict:
     return {
         "ISAL (InfluenceSampling)": InfluenceSampling(X_ref, y_ref, random_state=seed),
+        "ISAL, the paper's ranking": InfluenceSampling(
+            X_ref, y_ref, selection="top", random_state=seed
+        ),
         "margin (UncertaintySampling)": UncertaintySampling(
             method="margin_sampling", random_state=seed
         ),

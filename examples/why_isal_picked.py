@@ -4,7 +4,8 @@ Why did ISAL pick these?
 
 One ISAL query on scikit-learn's 8x8 digits, taken apart. A small CNN (a skorch
 ``NeuralNetClassifier``) is trained on 50 labelled images; :class:`skisal.InfluenceQueryStrategy`
-then picks 20 of about 1,100 unlabelled ones in a modAL ``ActiveLearner``. Then we ask why:
+then picks 20 of about 1,100 unlabelled ones in a modAL ``ActiveLearner``, first by the paper's
+ranking (``selection="top"``), then by skisal's default. Then we ask why:
 
 - :meth:`~skisal.InfluenceQueryStrategy.explain` gives one row per pool image: its influence,
   rank, the pseudo-label the influence was computed for, the model's confidence in it, and why a
@@ -49,7 +50,8 @@ test, reference, initial, pool = np.split(order, [500, 600, 650])
 X, y = digits.X, digits.y
 
 torch.manual_seed(0)
-strategy = InfluenceQueryStrategy(X[reference], y[reference], random_state=0)
+# The paper's ranking; skisal's default, selection="auto", comes at the end.
+strategy = InfluenceQueryStrategy(X[reference], y[reference], selection="top", random_state=0)
 learner = ActiveLearner(
     estimator=digits.make_estimator(digits.epochs),
     query_strategy=strategy,
@@ -106,15 +108,20 @@ display = InfluenceDisplay.from_strategy(strategy, n_annotate=5)
 display.plot_images(X_pool=X[pool], n_images=10)
 
 # %%
-# A diverse batch
-# ---------------
-# With ``selection="diverse"``, picks after the first are drawn by k-means++ over the
-# images' last-layer gradients, favouring those far from the picks before them; ``reason`` and
-# ``distance`` say so.
-strategy.set_params(selection="diverse")
+# skisal's default: a check, then a diverse batch
+# -----------------------------------------------
+# By default (``selection="auto"``) a query first measures the model on the reference set.
+# Where it is wrong on most of it, the influence at its pseudo-labels points the wrong way and
+# the query takes the smallest margins, class-balanced, instead. This model is right on most of
+# it, so the query selects as ``selection="diverse"``: picks after the first are drawn by
+# k-means++ over the images' last-layer gradients, favouring those far from the picks before
+# them. ``diagnostics_.selection_reason`` says which rule ran and why; ``reason`` and
+# ``distance`` say why each image was picked.
+strategy.set_params(selection="auto")
 learner.query(X[pool], n_instances=20)
-diverse = strategy.explain().sort_values("selection_order").dropna(subset=["selection_order"])
-for pool_index, reason in diverse["reason"].head(6).items():
+print(strategy.diagnostics_.selection_reason)
+default = strategy.explain().sort_values("selection_order").dropna(subset=["selection_order"])
+for pool_index, reason in default["reason"].head(6).items():
     print(f"sample {pool_index:4d}: {reason}")
 
 if "--save-figures" in sys.argv:

@@ -47,12 +47,13 @@ net = NeuralNetClassifier(MyNet, criterion=torch.nn.CrossEntropyLoss, optimizer=
 learner = ActiveLearner(estimator=net, query_strategy=strategy,
                         X_training=X_init, y_training=y_init)
 for query in range(1, 6):
-    idx, X_selected = learner.query(X_pool, n_instances=20)  # most helpful first
-    picked = strategy.scores_[idx]  # their influence I(z, R): the 20 lowest of the pool
+    idx, X_selected = learner.query(X_pool, n_instances=20)  # by the default, "auto"
+    picked = strategy.scores_[idx]  # their influence I(z, R); lower = more helpful
     learner.teach(X_pool[idx], y_oracle[idx])  # the annotator labels them
     X_pool, y_oracle = np.delete(X_pool, idx, axis=0), np.delete(y_oracle, idx)
-    print(f"query {query}: picked 20 of influence {picked.min():.1f} to {picked.max():.1f}; now "
-          f"{len(learner.y_training)} labels, test accuracy {learner.score(X_test, y_test):.2f}")
+    print(f"query {query} ({strategy.diagnostics_.selection}): influence {picked.min():.1f} to "
+          f"{picked.max():.1f}; {len(learner.y_training)} labels, test accuracy "
+          f"{learner.score(X_test, y_test):.2f}")
 scores = strategy.influence(learner, X_pool)  # I(z, R) for every pool sample, lower = better
 # [end-ten-lines]
 
