@@ -173,7 +173,7 @@ class InfluenceDisplay:
     >>> bool(np.all(display.selected_markers_.get_xdata() == strategy.scores_[idx]))
     True
     >>> [text.get_text() for text in display.annotations_]
-    ['sample 17: pseudo-label 0 (p=0.56)', 'sample 29: pseudo-label 1 (p=0.71)']
+    ['sample 17: pseudo-label 0 (p=0.56)', 'sample 7: pseudo-label 1 (p=0.84)']
 
     For an image pool, the picked images too (the set-up's samples have 4
     features: shown as 2x2 images), in a grid of their own:

@@ -54,7 +54,7 @@ class InvalidParameterError(SkisalError, ValueError, TypeError):
     ...     strategy(net, X_pool, X_labeled=X_labeled, y_labeled=y_labeled)
     ... except ValueError as exc:
     ...     print(isinstance(exc, InvalidParameterError), exc)
-    True selection must be one of ('top', 'diverse'); got 'best'.
+    True selection must be one of ('auto', 'top', 'diverse'); got 'best'.
     """
 
 

@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Test accuracy in % (higher is better), 1 seed, 10 to 15 labelled samples.
     <BLANKLINE>
        strategy    AULC %  vs random  final %  labels to ...%  s/query
-    1  random       ...  reference      ...   15 (reference)    0.000
+    1  random       ...  reference      ...   15 (reference)    ...
     <BLANKLINE>
     AULC: area under the learning curve divided by its width, the mean test accuracy over the run.
     ...
