@@ -74,12 +74,11 @@ def _pseudo_labels(record: QueryRecord, n: int) -> np.ndarray:
     return labels
 
 
-def _reasons(record: QueryRecord, n: int, rank: np.ndarray) -> np.ndarray:
+def _reasons(record: QueryRecord, rank: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Why each selected sample was picked; None for the others."""
-    reasons = np.full(n, None, dtype=object)
+    reasons = np.full(len(rank), None, dtype=object)
     if record.order is None:
         return reasons
-    labels = _pseudo_labels(record, n)
     margin = record.summary.get("margin")
     for position, i in enumerate(record.order):
         if record.rule == "margin":
@@ -135,17 +134,18 @@ def explanation_frame(record: QueryRecord) -> Any:
         values = record.summary.get(key)
         return np.full(n, default) if values is None else values.astype(np.float64)
 
+    labels = _pseudo_labels(record, n)
     frame = pd.DataFrame(
         {
             "influence": record.scores.astype(np.float64),
             "rank": rank,
             "selected": selected,
             "selection_order": selection_order,
-            "pseudo_label": _pseudo_labels(record, n),
+            "pseudo_label": labels,
             "confidence": column("confidence", np.nan),
             "margin": column("margin", np.nan),
             "cost": column("cost", 1.0),
-            "reason": _reasons(record, n, rank),
+            "reason": _reasons(record, rank, labels),
             "distance": distance,
         },
         columns=list(EXPLANATION_COLUMNS),
