@@ -72,6 +72,42 @@ def test_kmeans_pp_with_duplicates_and_whole_pool():
     assert sorted(picks.tolist()) == list(range(6)) and picks[0] == 2
 
 
+def test_kmeans_pp_float32_products_pick_as_float64():
+    """The default float32 products change no pick against float64 ones.
+
+    Non-negative (ReLU-like) features with a bias column, as gradient_factors
+    gives them, and influence-rank weights on the outer factors.
+    """
+    rng = np.random.RandomState(0)
+    outer = torch.as_tensor(rng.randn(3000, 10))
+    features = np.maximum(rng.randn(3000, 128) + 0.3 * rng.randn(3000, 1), 0)
+    inner = torch.as_tensor(np.hstack([features, np.ones((3000, 1))]))
+    outer = outer * influence_rank_weights(torch.as_tensor(rng.randn(3000))).sqrt()[:, None]
+    for seed in range(5):
+        fast = kmeans_pp_select(outer, inner, 40, first=seed, rng=np.random.RandomState(seed))
+        exact = kmeans_pp_select(
+            outer, inner, 40, first=seed, rng=np.random.RandomState(seed), dtype=torch.float64
+        )
+        np.testing.assert_array_equal(fast, exact)
+
+
+def test_kmeans_pp_float32_rounding_counts_as_coincident():
+    """Points equal up to float32 rounding are duplicates, as exactly equal ones are.
+
+    Without the rounding allowance, float32 products leave such points a
+    spurious positive distance, and D^2 sampling would draw them before the
+    index-order fallback.
+    """
+    for seed in range(5):  # the float32 residue is positive for some of these, negative for others
+        rng = np.random.RandomState(seed)
+        base_outer, base_inner = torch.as_tensor(rng.randn(1, 4)), torch.as_tensor(rng.rand(1, 30))
+        outer = torch.cat([base_outer.repeat(8, 1), 5 * base_outer])  # the last point far away
+        inner = base_inner.repeat(9, 1)
+        picks = kmeans_pp_select(outer, inner, 9, first=0, rng=np.random.RandomState(seed))
+        assert picks[1] == 8  # the far point, by D^2 sampling
+        assert picks[2:].tolist() == list(range(1, 8))  # then the duplicates, in index order
+
+
 def test_influence_rank_weights():
     weights = influence_rank_weights(torch.tensor([3.0, -1.0, 0.5, -7.0, 2.0]))
     torch.testing.assert_close(

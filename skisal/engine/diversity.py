@@ -76,18 +76,29 @@ def gradient_factors(
     >>> outer.shape, inner.shape  # 2 outputs; 4 inputs and the bias column
     (torch.Size([30, 2]), torch.Size([30, 5]))
     """
-    outer, inner = [], []
     n = model.adapter.n_samples(X)
-    with LayerProbe(model.module, layer, output_leaf=True) as probe, torch.enable_grad():
-        for idx in batches(n, batch_size):
-            outputs = model.forward(None, model.inputs(X, idx))
-            h, out = probe.take()
-            loss = model.adapter.pseudo_label_loss(model.estimator, outputs).sum()
-            (grad,) = torch.autograd.grad(loss, out)
-            h = h.flatten(1).double()
-            outer.append(grad.flatten(1).double())
-            inner.append(torch.cat([h, torch.ones_like(h[:, :1])], dim=1))
-    return torch.cat(outer), torch.cat(inner)
+    factors: list[torch.Tensor] = []  # (outer, inner), allocated at the first batch
+
+    def factor_batches() -> None:
+        with LayerProbe(model.module, layer, output_leaf=True) as probe, torch.enable_grad():
+            for idx in batches(n, batch_size):
+                outputs = model.forward(None, model.inputs(X, idx))
+                h, out = probe.take()
+                loss = model.adapter.pseudo_label_loss(model.estimator, outputs).sum()
+                (grad,) = torch.autograd.grad(loss, out)
+                grad, h = grad.flatten(1), h.flatten(1)
+                if not factors:  # written in place: joining the batches was a third of the cost
+                    factors.append(grad.new_empty((n, grad.shape[1]), dtype=torch.float64))
+                    factors.append(h.new_ones((n, h.shape[1] + 1), dtype=torch.float64))
+                rows = slice(int(idx[0]), int(idx[-1]) + 1)
+                factors[0][rows] = grad
+                factors[1][rows, :-1] = h
+
+    # Detached parameters: autograd records only what follows the probed layer's output
+    # (the leaf), not the network before it.
+    detached = {name: p.detach() for name, p in model.module.named_parameters()}
+    model.run_with(detached, factor_batches)
+    return factors[0], factors[1]
 
 
 def influence_rank_weights(scores: torch.Tensor) -> torch.Tensor:
@@ -128,6 +139,7 @@ def kmeans_pp_select(
     first: int,
     rng: np.random.RandomState,
     n_local_trials: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Greedy k-means++ seeding over the points ``outer[i] (x) inner[i]``, from ``first``.
 
@@ -138,6 +150,14 @@ def kmeans_pp_select(
     every remaining point coincides with a chosen one, the rest follow in
     index order. The points are never formed: squared distances between outer
     products need only the two factors.
+
+    Each step reads all the factors once, and that read is the cost (a
+    product of a few rows with the whole matrix is bound by memory traffic),
+    so the products run in ``dtype``, float32 by default: 3 times faster than
+    float64 on a pool of 20,000 with 513 features (one CPU thread). The
+    squared norms stay in the factors' precision, and distances within the
+    products' rounding error (``(p + q)`` units in the last place of the sum
+    of the two squared norms) count as zero: such points coincide.
 
     Parameters
     ----------
@@ -152,6 +172,8 @@ def kmeans_pp_select(
         Seeds the candidate draws.
     n_local_trials : int, optional
         Candidates per step (default ``2 + int(log(n_instances))``).
+    dtype : torch.dtype, default=torch.float32
+        Precision of the products between points.
 
     Returns
     -------
@@ -172,14 +194,19 @@ def kmeans_pp_select(
     n = outer.shape[0]
     trials = 2 + int(np.log(n_instances)) if n_local_trials is None else n_local_trials
     sq_norms = (outer * outer).sum(1) * (inner * inner).sum(1)
+    low_outer, low_inner = outer.to(dtype).contiguous(), inner.to(dtype).contiguous()
+    rounding = (outer.shape[1] + inner.shape[1]) * torch.finfo(dtype).eps
     chosen = torch.zeros(n, dtype=torch.bool, device=outer.device)
     generator = torch.Generator(device=outer.device)
     generator.manual_seed(int(rng.randint(2**31 - 1)))
 
     def distances(c: torch.Tensor) -> torch.Tensor:
         """Squared distances of every point to the points ``c``, shape ``(len(c), n)``."""
-        cross = (outer[c] @ outer.T) * (inner[c] @ inner.T)
-        return (sq_norms[None, :] + sq_norms[c][:, None] - 2 * cross).clamp(min=0)
+        # (n, k) products: the layout that reads each factor matrix once, fastest on a CPU
+        cross = (low_outer @ low_outer[c].T) * (low_inner @ low_inner[c].T)
+        both = sq_norms[None, :] + sq_norms[c][:, None]
+        squared = both - 2 * cross.T.to(sq_norms.dtype)
+        return torch.where(squared > rounding * both, squared, torch.zeros_like(squared))
 
     order = [int(first)]
     chosen[first] = True
