@@ -60,7 +60,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "identity": {},  # s_test = grad l(R): no solve, the floor of an ISAL query's cost
     "cg": {},  # tol 1e-5 (cg_tol="auto"), at most 100 passes over the labelled set
     "lissa": {},  # depth 1000 x 1 repeat, minibatches of 32, scale "auto"
-    "pcg": {},  # skisal's default: K-FAC-preconditioned CG to tol 0.2 (cg_tol="auto")
+    # skisal's default: K-FAC-preconditioned CG to tol 0.2 (cg_tol="auto"), the curvature over
+    # at most 4,096 labelled samples (hessian_subsample="auto")
+    "pcg": {},
     "kfac": {},
     "ekfac": {},
     "lanczos": {},
@@ -73,7 +75,11 @@ METHODS: dict[str, dict[str, Any]] = {
     # loose tolerances: a ranking needs far less than the float32 floor
     "cg-tol0.1": {"inverse_hvp": "cg", "cg_tol": 0.1},
     "pcg-tol0.1": {"inverse_hvp": "pcg", "cg_tol": 0.1},
-    "pcg-sub4096": {"inverse_hvp": "pcg", "hessian_subsample": 4096},
+    "pcg-whole": {"inverse_hvp": "pcg", "hessian_subsample": None},  # all labelled samples
+    "pcg-sub2048": {"inverse_hvp": "pcg", "hessian_subsample": 2048},
+    "pcg-sub1024": {"inverse_hvp": "pcg", "hessian_subsample": 1024},
+    "pcg-sub512": {"inverse_hvp": "pcg", "hessian_subsample": 512},
+    "pcg-b1024": {"inverse_hvp": "pcg", "batch_size": 1024},  # passes in chunks of 1,024
     # skisal's whole default query; the other rows take the paper's top n (see `strategies`)
     "pcg-auto": {"inverse_hvp": "pcg", "selection": "auto"},
 }
@@ -84,7 +90,7 @@ DEFAULT_METHODS = (
     "cg",
     "pcg",
     "pcg-auto",
-    "pcg-sub4096",
+    "pcg-whole",
     "pcg-5it",
     "cg-10it",
     "lanczos",
@@ -625,10 +631,9 @@ def run_net(
         label: InfluenceQueryStrategy(
             problem["X_ref"],
             problem["y_ref"],
-            batch_size=cfg["batch_size"],
             random_state=seed,
             return_scores=True,
-            **{"selection": "top", **kwargs},
+            **{"selection": "top", "batch_size": cfg["batch_size"], **kwargs},
         )
         for label, kwargs in methods.items()
     }

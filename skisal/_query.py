@@ -65,6 +65,14 @@ SELECTIONS = ("auto", "top", "diverse")
 #: Labelled samples the "pcg" preconditioner's K-FAC factors are fitted over, at most: a
 #: subsample preconditions about as well as all of them (the user guide's solver section).
 PRECONDITIONER_SAMPLES = 1024
+#: hessian_subsample="auto": the curvature over at most this many labelled samples for the
+#: solvers that pass over the labelled set, so that their cost stops growing with it. In the
+#: query benchmark at 8,000 labelled, PCG over 4,096 of them scored the pool with a Pearson of
+#: 0.96 against the converged solve over all of them, for half the time (docs' performance page).
+AUTO_HESSIAN_SUBSAMPLE = 4096
+#: The solvers "auto" subsamples for: not "exact" (the reference), nor LiSSA, whose minibatch
+#: products already cost the same whatever the size of the labelled set.
+SUBSAMPLED_BY_AUTO = ("cg", "pcg", "lanczos", "kfac", "ekfac")
 #: cg_tol="auto": "pcg" (the default) stops where the ranking has settled (see the docs'
 #: performance page), "cg" at the float32 floor.
 AUTO_CG_TOL = {"pcg": 0.2, "cg": 1e-5}
@@ -87,8 +95,8 @@ CONSTRAINTS = {
     "cg_tol": (lambda v: v == "auto" or is_positive_real(v), "'auto' or a real > 0"),
     "lanczos_rank": (is_positive_int, "an integer >= 1"),
     "hessian_subsample": (
-        lambda v: v is None or is_positive_int(v),
-        "None (the whole labelled set) or an integer >= 1",
+        lambda v: v is None or (isinstance(v, str) and v == "auto") or is_positive_int(v),
+        "'auto', None (the whole labelled set) or an integer >= 1",
     ),
     "batch_size": (is_positive_int, "an integer >= 1"),
     "scoring": (lambda v: v in ("auto", "forward", "reverse"), "'auto', 'forward' or 'reverse'"),
@@ -192,8 +200,20 @@ def _labelled_data(
     return estimator, X_labeled, y_labeled
 
 
+def _method(strategy: Any, adapter: ModelAdapter) -> str:
+    """The ``inverse_hvp`` method this query uses ("auto" resolved by the adapter)."""
+    return adapter.default_inverse_hvp if strategy.inverse_hvp == "auto" else strategy.inverse_hvp
+
+
+def _hessian_subsample(strategy: Any, adapter: ModelAdapter) -> int | None:
+    """``hessian_subsample`` with "auto" resolved for this query's solver."""
+    if strategy.hessian_subsample != "auto":
+        return strategy.hessian_subsample
+    return AUTO_HESSIAN_SUBSAMPLE if _method(strategy, adapter) in SUBSAMPLED_BY_AUTO else None
+
+
 def _make_solver(strategy: Any, adapter: ModelAdapter) -> InverseHVPSolver:
-    method = adapter.default_inverse_hvp if strategy.inverse_hvp == "auto" else strategy.inverse_hvp
+    method = _method(strategy, adapter)
     tol = AUTO_CG_TOL.get(method, 1e-5) if strategy.cg_tol == "auto" else float(strategy.cg_tol)
     if method == "lissa":
         return LissaSolver(
@@ -281,7 +301,7 @@ def _build_engine(
         batch_size=strategy.batch_size,
         hessian_batch_size=strategy.hessian_batch_size,
         curvature=adapter.default_curvature if curvature == "auto" else curvature,
-        hessian_subsample=strategy.hessian_subsample,
+        hessian_subsample=_hessian_subsample(strategy, adapter),
         scoring=strategy.scoring,
         progress=strategy.progress,
         autocast=_autocast_dtype(strategy.autocast, device),

@@ -160,7 +160,7 @@ parameters, adapter, selection, min_reference_accuracy, device, scoring, progres
         cg_max_iter: int = 100,
         cg_tol: float | str = "auto",
         lanczos_rank: int = 20,
-        hessian_subsample: int | None = None,
+        hessian_subsample: int | str | None = "auto",
         parameters: Any = None,
         adapter: Any = None,
         selection: str = "auto",

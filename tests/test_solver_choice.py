@@ -130,6 +130,48 @@ def test_subsampled_curvature_is_the_curvature_of_the_drawn_rows(digits, fitted_
     torch.testing.assert_close(_flat(whole), _flat(full))
 
 
+@pytest.mark.parametrize(
+    "method,expected",
+    [("pcg", 50), ("cg", 50), ("lanczos", 50), ("kfac", 50), ("ekfac", 50), ("exact", 120)],
+)
+def test_auto_subsample_caps_the_solvers_whose_cost_grows(
+    digits, fitted_net, monkeypatch, method, expected
+):
+    """hessian_subsample="auto" (the default): at most AUTO_HESSIAN_SUBSAMPLE labelled samples
+    for the solvers that pass over the labelled set; the whole set for the exact reference.
+
+    The cap is lowered to 50 here so that 120 labelled samples exceed it; with "auto" the draw
+    is the one an explicit ``hessian_subsample=50`` makes.
+    """
+    monkeypatch.setattr("skisal._query.AUTO_HESSIAN_SUBSAMPLE", 50)
+    kw = {"cg_tol": 1e-3} if method in ("cg", "pcg") else {}
+    auto = _strategy(digits, inverse_hvp=method, **kw)
+    assert auto.get_params()["hessian_subsample"] == "auto"  # the default
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # lanczos' fixed rank
+        auto.influence(fitted_net, digits["X_pool"])
+        explicit = _strategy(digits, inverse_hvp=method, hessian_subsample=expected, **kw)
+        explicit.influence(fitted_net, digits["X_pool"])
+    assert auto.diagnostics_.n_curvature == expected
+    torch.testing.assert_close(_flat(auto), _flat(explicit))
+
+
+def test_auto_subsample_leaves_lissa_and_small_sets_whole(digits, fitted_net, monkeypatch):
+    """LiSSA's cost does not grow with the labelled set: "auto" does not subsample for it. Under
+    the cap, "auto" is the whole labelled set: the same s_test as None."""
+    lissa = _strategy(digits, inverse_hvp="lissa", lissa_depth=20)
+    monkeypatch.setattr("skisal._query.AUTO_HESSIAN_SUBSAMPLE", 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 20 steps stop short
+        lissa.influence(fitted_net, digits["X_pool"])
+    assert lissa.diagnostics_.n_curvature == 120
+    monkeypatch.undo()
+    auto = _solve(digits, fitted_net, inverse_hvp="pcg", cg_tol=1e-3)
+    whole = _solve(digits, fitted_net, inverse_hvp="pcg", cg_tol=1e-3, hessian_subsample=None)
+    assert auto.diagnostics_.n_curvature == whole.diagnostics_.n_curvature == 120
+    torch.testing.assert_close(_flat(auto), _flat(whole))
+
+
 def test_subsample_matches_a_solve_over_those_rows(digits, fitted_net):
     """Subsampling = solving over a labelled set of just the drawn rows."""
     sub = _solve(digits, fitted_net, inverse_hvp="exact", hessian_subsample=40)
