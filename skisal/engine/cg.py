@@ -28,7 +28,8 @@ class ConjugateGradientSolver(InverseHVPSolver):
     on an ill-conditioned system), and CG restarts from it while that still
     gains. A solve that stops above ``tol`` (budget spent, or drift) is
     returned with ``report.converged`` False and a note naming the cause and
-    its remedy; one whose relative residual is 1 or more (no better than
+    its remedy (out of budget, the iterate of lowest residual: CG's residual
+    is not monotone); one whose relative residual is 1 or more (no better than
     ``s_test = 0``) raises, and so does negative curvature (an indefinite
     damped curvature).
 
@@ -122,6 +123,9 @@ class ConjugateGradientSolver(InverseHVPSolver):
         p = z.clone()
         rz = torch.dot(r, z)
         trace = []
+        # The residual of CG is not monotone on an ill-conditioned system: a run stopped by its
+        # budget returns its best iterate, not its last one.
+        best_x, best_rel, best_at = x, 1.0, 0
         residual = None  # the true relative residual of the current x, once measured
         last_restart = math.inf  # the true residual CG last restarted from
         restarts = 0
@@ -153,6 +157,8 @@ class ConjugateGradientSolver(InverseHVPSolver):
             r = r - alpha * hp
             rel = float(r.norm() / b_norm)
             trace.append(rel)
+            if rel < best_rel:
+                best_x, best_rel, best_at = x, rel, len(trace)
             bar.update(1)
             if rel <= self.tol:
                 # The recurrence says converged; products in float32 let it drift from the
@@ -181,6 +187,13 @@ class ConjugateGradientSolver(InverseHVPSolver):
         bar.close()
         report.iterations = [len(trace)]
         report.norm_trace = [trace]
+        if residual is None and best_rel < trace[-1]:  # the budget ran out past the best
+            x = best_x
+            where = f"iteration {best_at} of {len(trace)}" if best_at else "the start, s_test = 0"
+            report.notes.append(
+                f"{method.upper()}'s residual rose after its best iterate ({where}, relative "
+                f"residual {best_rel:.2e} in the recurrence): that iterate is returned."
+            )
         if residual is None:  # the budget ran out: measure the true residual once
             residual = self._residual(hessian, x, b)
         report.relative_residual = residual
