@@ -38,7 +38,7 @@ from modAL.uncertainty import margin_sampling
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from skisal import InfluenceQueryStrategy
+from skisal import InfluenceQueryStrategy, SolverDivergenceError
 from skisal.adapters import resolve_adapter
 from skisal.engine import (
     BoundModel,
@@ -676,9 +676,16 @@ def run_net(
                 "warnings": sorted({str(w.message) for w in caught}),
             }
 
-        for name in records:  # one warm-up per net and method
+        failed: dict[str, str] = {}  # method -> why its query raised (it is not timed)
+        for name in list(records):  # one warm-up per net and method
             if name not in warm:
-                warm[name] = call(name)["seconds"]
+                try:
+                    warm[name] = call(name)["seconds"]
+                except SolverDivergenceError as exc:  # a row of its own, not the end of the run
+                    failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                    del records[name]
+                    log(f"{tag} pool {n_pool:,}: {name} raised {failed[name]}")
+                    continue
                 log(f"{tag} pool {n_pool:,}: warm-up {name} {warm[name]:.2f}s")
         rounds = {
             name: case.repeats
@@ -698,6 +705,9 @@ def run_net(
         }
         ref_scores: dict[str, np.ndarray] = {}
         for label, kwargs in methods.items():
+            if label in failed:
+                cell["methods"][label] = {"kwargs": dict(kwargs), "failed": failed[label]}
+                continue
             recs = records[label]
             median_s = statistics.median(r["seconds"] for r in recs)
             phases = {
@@ -861,10 +871,13 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
             cell = m["nets"].get(str(n_lab), {}).get("pools", {}).get(str(TARGET_POOL))
             if cell is None:
                 continue
-            verdicts = [
-                f"{label} {row['ratio']:.2f}x ({'met' if row['ratio'] <= limit else 'NOT met'})"
-                for label, row in cell["methods"].items()
-            ]
+            verdicts = []
+            for label, row in cell["methods"].items():
+                if "failed" in row:
+                    verdicts.append(f"{label} raised")
+                    continue
+                met = "met" if row["ratio"] <= limit else "NOT met"
+                verdicts.append(f"{label} {row['ratio']:.2f}x ({met})")
             lines.append(
                 f"- `{model}`, {n_lab:,} labelled, pool {TARGET_POOL:,}: target ISAL / margin "
                 f"<= {limit:g}x: " + "; ".join(verdicts) + "."
@@ -883,7 +896,7 @@ def markdown(result: dict[str, Any]) -> str:
     -------
     str
     """
-    rows, nets = [], []
+    rows, nets, failures = [], [], []
     for model, m in result["models"].items():
         for n_lab, r in m["nets"].items():
             net = r["net"]
@@ -899,6 +912,13 @@ def markdown(result: dict[str, Any]) -> str:
             )
             for n_pool, cell in r["pools"].items():
                 for label, row in cell["methods"].items():
+                    if "failed" in row:
+                        head = [model, f"{int(n_lab):,}", f"{int(n_pool):,}", label]
+                        rows.append([*head, "raised", *["-"] * 8])
+                        failures.append(
+                            f"- `{model}`, {int(n_lab):,} labelled, `{label}`: {row['failed']}"
+                        )
+                        continue
                     acc = row["accuracy"] or {}
                     sh = row["shares"]
                     rows.append(
@@ -962,5 +982,6 @@ def markdown(result: dict[str, Any]) -> str:
         "single-sample Hessian-vector products.\n\n"
         f"{table}\n\n"
         + "".join(f"{line}\n" for line in [*nets, "", *_target_lines(result)])
+        + ("\nRaised (not timed):\n\n" + "".join(f"{f}\n" for f in failures) if failures else "")
         + (f"\n{skipped}" if skipped else "")
     )
