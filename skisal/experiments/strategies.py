@@ -111,7 +111,9 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
 #: fingerprint includes them, so that a run begun before the change is not resumed with the new
 #: strategy under the same name.
 STRATEGY_REVISIONS: dict[str, str] = {
-    "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top",
+    "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top. "
+    "Later that day: k-means++ distances from float32 products",
+    "isal_diverse": "2026-12-07: k-means++ distances from float32 products",
 }
 
 
