@@ -53,7 +53,7 @@ class Study:
         for label in self.strategies:
             if label in BASELINES:
                 names[label] = label
-            elif label in ("isal_converged", "isal_pcg_loose"):
+            elif label in ("isal_converged", "isal_pcg_loose", "isal_pcg_sub128", "isal_pcg_sub32"):
                 names[label] = f"{SOLVER}:{label}"
             elif "+" in label or label in ("isal", "marginscore"):
                 spec = parse(label)
@@ -132,6 +132,14 @@ STUDIES: dict[str, Study] = {
     "solver-breast_cancer": Study(
         _SOLVER_DOC, "breast_cancer", ("isal_converged", "isal_pcg_loose"), range(10),
         baseline="isal_converged", ddof=1, curves=(), curves_std=True,
+    ),
+    "subsample-digits": Study(
+        _SOLVER_DOC, "digits", ("isal_pcg_loose", "isal_pcg_sub128"), range(10),
+        baseline="isal_pcg_loose", ddof=1, curves=(), curves_std=True,
+    ),
+    "subsample-breast_cancer": Study(
+        _SOLVER_DOC, "breast_cancer", ("isal_pcg_loose", "isal_pcg_sub32"), range(10),
+        baseline="isal_pcg_loose", ddof=1, curves=(), curves_std=True,
     ),
 }
 # fmt: on

@@ -31,3 +31,27 @@ def isal_pcg_loose(context: StrategyContext) -> InfluenceQueryStrategy:
         cg_tol=0.2,
         random_state=context.random_state,
     )
+
+
+def _pcg_subsampled(samples: int, doc: str):
+    def factory(context: StrategyContext) -> InfluenceQueryStrategy:
+        return InfluenceQueryStrategy(
+            context.X_reference,
+            context.y_reference,
+            inverse_hvp="pcg",
+            cg_tol=0.2,
+            hessian_subsample=samples,
+            random_state=context.random_state,
+        )
+
+    factory.__doc__ = doc
+    return factory
+
+
+#: ``hessian_subsample="auto"`` takes at most 4,096 labelled samples, which these loops never
+#: reach; these caps bind from the second or third query on, at a quarter to a half of the
+#: labelled set: a harsher test of what subsampling does to the learning curve.
+isal_pcg_sub128 = _pcg_subsampled(128, "ISAL with PCG to 0.2 over 128 labelled samples (digits).")
+isal_pcg_sub32 = _pcg_subsampled(
+    32, "ISAL with PCG to 0.2 over 32 labelled samples (breast cancer)."
+)
