@@ -37,6 +37,7 @@ RUN = [
     "breast_cancer-posterior",
     "breast_cancer-badge",
     "solver-breast_cancer",
+    "subsample-breast_cancer",
     "digits-margin",
 ]
 
