@@ -153,8 +153,9 @@ def kmeans_pp_select(
 
     Each step reads all the factors once, and that read is the cost (a
     product of a few rows with the whole matrix is bound by memory traffic),
-    so the products run in ``dtype``, float32 by default: 3 times faster than
-    float64 on a pool of 20,000 with 513 features (one CPU thread). The
+    so the products run in ``dtype``, float32 by default: 50 picks from a
+    pool of 20,000 with 513 features took 0.37 s, against 0.89 s in float64
+    with rows times the transposed matrix (one CPU thread). The
     squared norms stay in the factors' precision, and distances within the
     products' rounding error (``(p + q)`` units in the last place of the sum
     of the two squared norms) count as zero: such points coincide.
