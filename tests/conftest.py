@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from modAL.models import ActiveLearner
 from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
 
@@ -116,6 +117,17 @@ def tricky_net(fitted_net):
 
 
 # -- the model is never mutated --------------------------------------------------------------
+def learner_on_labelled(digits, estimator, strategy):
+    """A modAL ``ActiveLearner`` over ``estimator`` with the digits labelled set as its training
+    data (modAL fits the estimator on it)."""
+    return ActiveLearner(
+        estimator=estimator,
+        query_strategy=strategy,
+        X_training=digits["X_labeled"],
+        y_training=digits["y_labeled"],
+    )
+
+
 def snapshot_module(module: torch.nn.Module) -> dict:
     """Everything a query must leave bit-identical: state, modes, flags and ``.grad``."""
     return {

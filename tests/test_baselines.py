@@ -17,6 +17,7 @@ from skorch import NeuralNetClassifier
 
 from conftest import (
     assert_module_unchanged,
+    learner_on_labelled,
     make_net,
     requires_modal_041,
     run_with_modal_041,
@@ -225,12 +226,7 @@ def test_random_sampling_in_an_active_learner_loop(digits, return_scores):
         pytest.skip("modAL 0.4.1 learners expect indices only")
     torch.manual_seed(0)
     strategy = RandomSampling(random_state=0, return_scores=return_scores)
-    learner = ActiveLearner(
-        estimator=make_net(max_epochs=2),
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, make_net(max_epochs=2), strategy)
     X_pool, y_pool = digits["X_pool"].copy(), digits["y_pool"].copy()
     for _ in range(2):
         # Two instances: an indices-only answer would be unpacked as (index, "score").

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from modAL.models import ActiveLearner
 from sklearn.exceptions import NotFittedError
 
+from conftest import learner_on_labelled
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
 from skisal._explain import EXPLANATION_COLUMNS
 from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
@@ -115,12 +115,7 @@ def test_pick_distances_against_brute_force():
 
 def test_the_table_is_a_copy_and_survives_pickling(digits, fitted_net):
     strategy = _strategy(digits)
-    learner = ActiveLearner(
-        estimator=fitted_net,
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, fitted_net, strategy)
     learner.query(digits["X_pool"], n_instances=2)
     table = strategy.explain()
     table.loc[:, "influence"] = 0.0  # the user's edits do not reach the strategy

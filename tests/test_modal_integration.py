@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from skorch import NeuralNet
 
-from conftest import MLP, make_net, requires_modal_041, run_with_modal_041
+from conftest import MLP, learner_on_labelled, make_net, requires_modal_041, run_with_modal_041
 from skisal import InfluenceQueryStrategy
 from skisal._modal import installed_modal_returns_scores
 
@@ -35,12 +35,7 @@ def test_installed_modal_protocol_is_recognised():
 def test_active_learner_query_teach_loop(digits, inverse_hvp):
     torch.manual_seed(0)
     strategy = _strategy(digits, inverse_hvp=inverse_hvp, lissa_depth=100, selection="top")
-    learner = ActiveLearner(
-        estimator=make_net(),
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, make_net(), strategy)
     X_pool, y_pool = digits["X_pool"].copy(), digits["y_pool"].copy()
     for _ in range(2):
         idx, X_selected = learner.query(X_pool, n_instances=10)
@@ -185,12 +180,7 @@ def test_pipeline_sends_x_through_earlier_steps(digits):
     shift = FunctionTransformer(lambda X: (X * 16.0 - 3.0).astype(np.float32))
     pipe = make_pipeline(shift, StandardScaler(), FunctionTransformer(np.float32), make_net())
     pipe.fit(digits["X_labeled"], digits["y_labeled"])
-    learner = ActiveLearner(
-        estimator=pipe,
-        query_strategy=_strategy(digits, selection="top"),
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, pipe, _strategy(digits, selection="top"))
     idx, _ = learner.query(digits["X_pool"], n_instances=5)
     # Equivalent bare net on pre-transformed data gives the same scores.
     pre = pipe[:-1]

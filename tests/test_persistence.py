@@ -26,7 +26,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from test_strategy_attributes import documented_attributes
 
-from conftest import make_net
+from conftest import learner_on_labelled, make_net
 from skisal import InfluenceDiagnostics, InfluenceQueryStrategy, SolverReport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +39,7 @@ FITTED = documented_attributes(InfluenceQueryStrategy)
 def _learner(digits, strategy: InfluenceQueryStrategy) -> ActiveLearner:
     """A modAL learner on the fixture's labelled digits, its network seeded."""
     torch.manual_seed(0)
-    return ActiveLearner(
-        estimator=make_net(max_epochs=5),
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    return learner_on_labelled(digits, make_net(max_epochs=5), strategy)
 
 
 def _pickle(obj):
@@ -223,14 +218,8 @@ def test_a_saved_learner_resumes_in_a_new_process(digits, tmp_path):
             torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)
         )
     )  # torch's own classes: importable wherever the file is loaded
-    learner = ActiveLearner(
-        estimator=net,
-        query_strategy=InfluenceQueryStrategy(
-            digits["X_reference"], digits["y_reference"], random_state=0
-        ),
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    strategy = InfluenceQueryStrategy(digits["X_reference"], digits["y_reference"], random_state=0)
+    learner = learner_on_labelled(digits, net, strategy)
     learner.query(digits["X_pool"], n_instances=5)
     with open(tmp_path / "learner.pkl", "wb") as f:
         pickle.dump(learner, f)

@@ -8,9 +8,9 @@ import itertools
 
 import numpy as np
 import pytest
-from modAL.models import ActiveLearner
 from sklearn.metrics import accuracy_score
 
+from conftest import learner_on_labelled
 from skisal import InfluenceQueryStrategy
 from skisal.engine.balance import balanced_order
 
@@ -121,12 +121,7 @@ def test_the_true_labels_give_sklearns_accuracy(digits, fitted_net):
 
 def test_without_a_reference_set_the_reason_says_it_read_the_training_accuracy(digits, fitted_net):
     strategy = InfluenceQueryStrategy(random_state=0)
-    learner = ActiveLearner(
-        estimator=fitted_net,
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, fitted_net, strategy)
     learner.query(digits["X_pool"], n_instances=3)
     reason = strategy.diagnostics_.selection_reason
     assert "the labelled set, which it was trained on: pass X_reference" in reason

@@ -6,8 +6,8 @@ import inspect
 
 import numpy as np
 import pytest
-from modAL.models import ActiveLearner
 
+from conftest import learner_on_labelled
 from skisal import InfluenceQueryStrategy
 from skisal.baselines import CoresetSampling, RandomSampling
 
@@ -66,12 +66,7 @@ def _strategies(digits):
 @pytest.mark.parametrize("name", ["InfluenceQueryStrategy", "RandomSampling", "CoresetSampling"])
 def test_a_query_sets_exactly_the_documented_attributes(digits, fitted_net, name):
     strategy = _strategies(digits)[name]
-    learner = ActiveLearner(
-        estimator=fitted_net,
-        query_strategy=strategy,
-        X_training=digits["X_labeled"],
-        y_training=digits["y_labeled"],
-    )
+    learner = learner_on_labelled(digits, fitted_net, strategy)
     learner.query(digits["X_pool"], n_instances=3)
     assert set_attributes(strategy) == documented_attributes(type(strategy))
 
