@@ -366,16 +366,22 @@ def query_fingerprints(strategy: Any, query: Query, budget: Any, select: bool) -
 
 
 # -- the solve and the pool's scores: expensive ----------------------------------------------
-def solve_and_score(query: Query, rng: np.random.RandomState, group: ProcessGroup | None) -> Scored:
+def solve_and_score(
+    query: Query,
+    rng: np.random.RandomState,
+    group: ProcessGroup | None,
+    observer: Any = None,
+) -> Scored:
     """``s_test`` and the pool's scores, in this process or across the group.
 
     Across a group, rank 0 solves ``s_test`` and broadcasts it, each rank scores its shard
-    of the pool, and every rank gathers all the scores.
+    of the pool, and every rank gathers all the scores. ``observer`` sees the pool's
+    forward passes (``score_pool``'s), in this process only.
     """
     engine = query.engine
     if group is None:
         s_test, v, diagnostics = _solve(query, rng)
-        scores, summary = engine.scores(s_test, query.X_pool, diagnostics)
+        scores, summary = engine.scores(s_test, query.X_pool, diagnostics, observer)
         return Scored(s_test, v, diagnostics, scores, summary)
 
     def solve() -> tuple[Any, ...]:

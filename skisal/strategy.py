@@ -30,6 +30,7 @@ from .engine import evaluation_mode
 from .engine.balance import balanced_order
 from .engine.distributed import ProcessGroup, current_group
 from .engine.diversity import (
+    LastLayerFactors,
     gradient_factors,
     influence_rank_weights,
     kmeans_pp_select,
@@ -523,15 +524,28 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         )
         rng = check_random_state(self.random_state)
         with evaluation_mode(query.model.module), torch.no_grad():
-            scored = solve_and_score(query, rng, group)
+            start = time.perf_counter()
+            accuracy = None  # selection="auto"'s measure, taken first: it decides what to record
+            if select and budget is None and self.selection == "auto":
+                accuracy = query.model.pseudo_label_accuracy(
+                    query.X_ref, query.y_ref, self.batch_size
+                )
+            recorder = self._factor_recorder(query, accuracy, select, budget, group)
+            before_scoring = time.perf_counter() - start
+            scored = solve_and_score(query, rng, group, recorder)
             # Deferred samples (the adapter's, e.g. images without a prediction) go last; the
             # sort is stable, so ties keep pool order and equal inputs give equal selections.
             ranking = np.lexsort((scored.scores.cpu().numpy(), scored.deferred))
             order, distances = None, None
             if select:
                 start = time.perf_counter()
-                order, distances = self._select(query, scored, ranking, budget, rng, group)
-                scored.diagnostics.timings["selection"] = time.perf_counter() - start
+                factors = None if recorder is None else recorder.result()
+                order, distances = self._select(
+                    query, scored, ranking, budget, rng, group, accuracy, factors
+                )
+                scored.diagnostics.timings["selection"] = (
+                    time.perf_counter() - start + before_scoring
+                )
         self._store(query, scored, ranking, order, distances)
         warn_if_all_equal(self.scores_)
         return self.scores_, order
@@ -577,6 +591,28 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             group.check_same(prints)
         return query
 
+    def _factor_recorder(
+        self,
+        query: Query,
+        accuracy: float | None,
+        select: bool,
+        budget: float | None,
+        group: ProcessGroup | None,
+    ) -> LastLayerFactors | None:
+        """What records a diverse selection's gradient factors during the pool scoring.
+
+        None where the selection will not be diverse (as far as it can be told before
+        scoring), or across a process group (each rank gathers its own there).
+        """
+        if not select or budget is not None or group is not None or query.n_instances == 1:
+            return None
+        diverse = self.selection == "diverse" or (
+            self.selection == "auto"
+            and accuracy is not None
+            and accuracy >= self.min_reference_accuracy
+        )
+        return LastLayerFactors(query.model, query.n_pool) if diverse else None
+
     def _select(
         self,
         query: Query,
@@ -585,18 +621,22 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         budget: float | None,
         rng: np.random.RandomState,
         group: ProcessGroup | None,
+        accuracy: float | None,
+        factors: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The pool indices to label, best first: by rank, within a budget, or diverse.
 
-        Also returns, for a diverse selection, each pick's gradient distance to the
-        nearest earlier pick (why k-means++ took it); None otherwise.
+        ``accuracy`` is the reference accuracy selection="auto" measured; ``factors``,
+        those recorded during the scoring (None: computed here). Also returns, for a
+        diverse selection, each pick's gradient distance to the nearest earlier pick (why
+        k-means++ took it); None otherwise.
         """
         diagnostics = scored.diagnostics
         if budget is not None:
             diagnostics.selection = "top"
             diagnostics.selection_reason = "by influence, within the annotation budget"
             return within_budget(ranking, scored.annotation_costs, budget), None
-        rule = diagnostics.selection = self._selection_rule(query, scored)
+        rule = diagnostics.selection = self._selection_rule(query, scored, accuracy)
         if rule == "margin":
             labels = scored.summary["pseudo_label"].cpu().numpy()
             margins = scored.summary["margin"].cpu().numpy()
@@ -604,7 +644,9 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         if rule == "top" or query.n_instances == 1:
             return ranking[: query.n_instances], None
         model, X_pool = query.model, query.X_pool
-        if group is None:
+        if factors is not None:
+            outer, inner = factors
+        elif group is None:
             outer, inner = gradient_factors(model, X_pool, self.batch_size)
         else:
             shard, sizes = group.shard(query.n_pool)
@@ -614,10 +656,12 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         order = kmeans_pp_select(outer, inner, query.n_instances, int(ranking[0]), rng)
         return order, pick_distances(outer, inner, order)
 
-    def _selection_rule(self, query: Query, scored: Scored) -> str:
+    def _selection_rule(self, query: Query, scored: Scored, accuracy: float | None) -> str:
         """The rule of this selection: "top", "diverse" or (from "auto") "margin".
 
-        Sets ``diagnostics.reference_accuracy`` and ``selection_reason``.
+        ``accuracy``: the model's pseudo-label accuracy on the reference set (None where
+        the adapter gives none). Sets ``diagnostics.reference_accuracy`` and
+        ``selection_reason``.
         """
         diagnostics = scored.diagnostics
         if self.selection != "auto":
@@ -626,7 +670,6 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
                 "diverse": "k-means++ over influence-weighted gradients (selection='diverse')",
             }[self.selection]
             return self.selection
-        accuracy = query.model.pseudo_label_accuracy(query.X_ref, query.y_ref, self.batch_size)
         diagnostics.reference_accuracy = accuracy
         if accuracy is None or not {"margin", "pseudo_label"} <= set(scored.summary):
             diagnostics.selection_reason = (

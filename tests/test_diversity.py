@@ -9,8 +9,19 @@ from modAL.models import ActiveLearner
 
 from conftest import make_net
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
-from skisal.engine import BoundModel, ParameterSpace, evaluation_mode, select_parameters
-from skisal.engine.diversity import gradient_factors, influence_rank_weights, kmeans_pp_select
+from skisal.engine import (
+    BoundModel,
+    ParameterSpace,
+    evaluation_mode,
+    score_pool,
+    select_parameters,
+)
+from skisal.engine.diversity import (
+    LastLayerFactors,
+    gradient_factors,
+    influence_rank_weights,
+    kmeans_pp_select,
+)
 
 
 def _bound(net):
@@ -41,7 +52,7 @@ def test_gradient_factors_are_per_sample_last_layer_gradients(digits, fitted_net
             g_weight, g_bias = torch.autograd.grad(loss, [weight, bias])
             expected = torch.cat([g_weight, g_bias[:, None]], dim=1).double()
             torch.testing.assert_close(
-                torch.outer(outer[i], inner[i]), expected, atol=1e-6, rtol=1e-4
+                torch.outer(outer[i], inner[i]).double(), expected, atol=1e-6, rtol=1e-4
             )
 
 
@@ -136,6 +147,57 @@ def test_diverse_query_starts_at_the_most_helpful_and_is_reproducible(digits, fi
         digits["X_pool"], n_instances=15
     )
     assert set(np.asarray(top).tolist()) != set(np.asarray(idx).tolist())  # it does differ
+
+
+def _counting_gradient_factors(monkeypatch):
+    """Patch the strategy's gradient_factors to count its calls; returns the counter."""
+    import skisal.strategy
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return gradient_factors(*args, **kwargs)
+
+    monkeypatch.setattr(skisal.strategy, "gradient_factors", counted)
+    return calls
+
+
+@pytest.mark.parametrize("selection", ["diverse", "auto"])
+def test_the_factors_come_from_the_scoring_pass(digits, fitted_net, monkeypatch, selection):
+    """Where the last nn.Linear gives the outputs, the scoring's forward pass records the
+    factors (no pass of gradient_factors), and the picks are those of the separate pass."""
+    calls = _counting_gradient_factors(monkeypatch)
+    recorded, _ = _learner(digits, fitted_net, selection=selection)[0].query(
+        digits["X_pool"], n_instances=15
+    )
+    assert calls == []
+    monkeypatch.setattr(LastLayerFactors, "result", lambda self: None)  # nothing recorded
+    separate, strategy = _learner(digits, fitted_net, selection=selection)
+    separate_idx, _ = separate.query(digits["X_pool"], n_instances=15)
+    assert calls == [1] and strategy.diagnostics_.selection == "diverse"
+    np.testing.assert_array_equal(recorded, separate_idx)
+
+
+def test_outputs_transformed_after_the_last_linear_get_their_own_pass(digits, monkeypatch):
+    """A softmax after the last nn.Linear: its output is not the network's, so the factors
+    cannot be read off the scoring pass; gradient_factors runs and the picks are its."""
+    torch.manual_seed(0)
+    net = make_net(module__softmax=True, criterion=torch.nn.NLLLoss)
+    net.fit(digits["X_labeled"], digits["y_labeled"])
+    recorder = LastLayerFactors(_bound(net), len(digits["X_pool"]))
+    with evaluation_mode(net.module_):
+        score_pool(
+            recorder.model,
+            torch.randn(recorder.model.space.dim),
+            digits["X_pool"],
+            64,
+            observer=recorder,
+        )
+    assert recorder.result() is None and "transforms layer 'out'" in recorder.reason
+    calls = _counting_gradient_factors(monkeypatch)
+    idx, _ = _learner(digits, net, selection="diverse")[0].query(digits["X_pool"], n_instances=5)
+    assert calls == [1] and len(set(np.asarray(idx).tolist())) == 5
 
 
 def test_diverse_single_instance_equals_top(digits, fitted_net):

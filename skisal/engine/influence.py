@@ -378,7 +378,11 @@ class InfluenceEngine:
         return s_test, v, diagnostics
 
     def scores(
-        self, s_test: torch.Tensor, X_pool: Any, diagnostics: InfluenceDiagnostics
+        self,
+        s_test: torch.Tensor,
+        X_pool: Any,
+        diagnostics: InfluenceDiagnostics,
+        observer: Any = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``I(z, R)`` for every pool sample (on the model's device); fills ``diagnostics``.
 
@@ -394,6 +398,9 @@ class InfluenceEngine:
         diagnostics : InfluenceDiagnostics
             Receives the scoring method, the fallback reason, the pool size
             and the "scoring" time.
+        observer : object, optional
+            Sees the forward-mode passes (``score_pool``'s ``observer``); not
+            used under ``autocast``.
 
         Returns
         -------
@@ -416,6 +423,7 @@ class InfluenceEngine:
                 self.scoring,
                 self.progress,
                 self.autocast,
+                observer=observer if self.autocast is None else None,
             )
         diagnostics.scoring_method = method
         diagnostics.scoring_fallback_reason = reason

@@ -59,12 +59,14 @@ def _summary(model: BoundModel, outputs: Any) -> dict[str, torch.Tensor]:
 
 
 def _forward_mode_batch(
-    model: BoundModel, X: Any, idx: np.ndarray
+    model: BoundModel, X: Any, idx: np.ndarray, observer: Any = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Scores of one batch; the dual parameters are already swapped in (``run_with``)."""
     inputs = model.inputs(X, idx)
     with SkipAbsentTangents():  # only around the network: the mode costs every torch call
         outputs = model.forward(None, inputs)
+    if observer is not None:
+        observer.record(idx, outputs)
     primal = tree_map(lambda t: fwAD.unpack_dual(t).primal, outputs)
     tangent = tree_map(lambda t: fwAD.unpack_dual(t).tangent, outputs)
     scores = -_output_gradient_dot(model, primal, tangent)
@@ -109,6 +111,7 @@ def score_pool(
     method: str = "auto",
     progress: bool = False,
     autocast: torch.dtype | None = None,
+    observer: Any = None,
 ) -> tuple[torch.Tensor, str, str | None, dict[str, torch.Tensor]]:
     """Influence of every sample of ``X``, streamed in batches.
 
@@ -134,6 +137,12 @@ def score_pool(
         operation whose rule returns a float32 tangent for a reduced-precision
         primal), the pool is scored in full precision and the reason says so.
         None: the model's own precision.
+    observer : object, optional
+        A context manager entered around the forward-mode passes (at full
+        precision), whose ``record(idx, outputs)`` sees each batch's dual
+        outputs right after the network ran: what else the pass can give
+        (:class:`~skisal.engine.diversity.LastLayerFactors`). Not called in
+        reverse mode, nor under ``autocast``.
 
     Returns
     -------
@@ -180,7 +189,7 @@ def score_pool(
             first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
             reason = f"{note} ({first_line})" + (f"; {reason}" if reason else "")
             return scores, used, reason, summary
-    return _score_pool(model, s_test, X, batch_size, method, progress)
+    return _score_pool(model, s_test, X, batch_size, method, progress, observer=observer)
 
 
 def _score_pool(
@@ -191,6 +200,7 @@ def _score_pool(
     method: str = "auto",
     progress: bool = False,
     autocast: torch.dtype | None = None,
+    observer: Any = None,
 ) -> tuple[torch.Tensor, str, str | None, dict[str, torch.Tensor]]:
     """:func:`score_pool` at one precision."""
     n = model.adapter.n_samples(X)
@@ -204,7 +214,7 @@ def _score_pool(
     def score_batches() -> None:  # run with the dual parameters swapped in
         for idx in batches(n, batch_size):
             with _autocast(model.device, autocast):
-                batch_scores, summary = _forward_mode_batch(model, X, idx)
+                batch_scores, summary = _forward_mode_batch(model, X, idx, observer)
             scores[idx[0] : idx[-1] + 1] = batch_scores
             summaries.append(summary)
             bar.update(len(idx))
@@ -221,7 +231,8 @@ def _score_pool(
                             strict=True,
                         )
                     }
-                    model.run_with(duals, score_batches)
+                    with observer if observer is not None else contextlib.nullcontext():
+                        model.run_with(duals, score_batches)
             except (NotImplementedError, RuntimeError) as exc:
                 if method == "forward" or "forward" not in str(exc).lower():
                     bar.close()
