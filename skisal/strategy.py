@@ -24,18 +24,11 @@ from ._query import (
     warn_if_all_equal,
 )
 from ._repr import SummarisedArraysRepr
-from ._validation import check_constraints, check_query_size, take_rows, within_budget
+from ._selection import factor_recorder, reference_accuracy, select_from
+from ._validation import check_constraints, check_query_size
 from .adapters import ModelAdapter
 from .engine import evaluation_mode
-from .engine.balance import balanced_order
 from .engine.distributed import ProcessGroup, current_group
-from .engine.diversity import (
-    LastLayerFactors,
-    gradient_factors,
-    influence_rank_weights,
-    kmeans_pp_select,
-    pick_distances,
-)
 
 __all__ = ["InfluenceQueryStrategy"]
 
@@ -525,12 +518,9 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         rng = check_random_state(self.random_state)
         with evaluation_mode(query.model.module), torch.no_grad():
             start = time.perf_counter()
-            accuracy = None  # selection="auto"'s measure, taken first: it decides what to record
-            if select and budget is None and self.selection == "auto":
-                accuracy = query.model.pseudo_label_accuracy(
-                    query.X_ref, query.y_ref, self.batch_size
-                )
-            recorder = self._factor_recorder(query, accuracy, select, budget, group)
+            # selection="auto"'s measure, taken first: it decides what the scoring records
+            accuracy = reference_accuracy(self, query) if select and budget is None else None
+            recorder = factor_recorder(self, query, accuracy, select, budget, group)
             before_scoring = time.perf_counter() - start
             scored = solve_and_score(query, rng, group, recorder)
             # Deferred samples (the adapter's, e.g. images without a prediction) go last; the
@@ -540,8 +530,8 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
             if select:
                 start = time.perf_counter()
                 factors = None if recorder is None else recorder.result()
-                order, distances = self._select(
-                    query, scored, ranking, budget, rng, group, accuracy, factors
+                order, distances = select_from(
+                    self, query, scored, ranking, budget, rng, group, accuracy, factors
                 )
                 scored.diagnostics.timings["selection"] = (
                     time.perf_counter() - start + before_scoring
@@ -590,108 +580,6 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         if group is not None:
             group.check_same(prints)
         return query
-
-    def _factor_recorder(
-        self,
-        query: Query,
-        accuracy: float | None,
-        select: bool,
-        budget: float | None,
-        group: ProcessGroup | None,
-    ) -> LastLayerFactors | None:
-        """What records a diverse selection's gradient factors during the pool scoring.
-
-        None where the selection will not be diverse (as far as it can be told before
-        scoring), or across a process group (each rank gathers its own there).
-        """
-        if not select or budget is not None or group is not None or query.n_instances == 1:
-            return None
-        diverse = self.selection == "diverse" or (
-            self.selection == "auto"
-            and accuracy is not None
-            and accuracy >= self.min_reference_accuracy
-        )
-        return LastLayerFactors(query.model, query.n_pool) if diverse else None
-
-    def _select(
-        self,
-        query: Query,
-        scored: Scored,
-        ranking: np.ndarray,
-        budget: float | None,
-        rng: np.random.RandomState,
-        group: ProcessGroup | None,
-        accuracy: float | None,
-        factors: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The pool indices to label, best first: by rank, within a budget, or diverse.
-
-        ``accuracy`` is the reference accuracy selection="auto" measured; ``factors``,
-        those recorded during the scoring (None: computed here). Also returns, for a
-        diverse selection, each pick's gradient distance to the nearest earlier pick (why
-        k-means++ took it); None otherwise.
-        """
-        diagnostics = scored.diagnostics
-        if budget is not None:
-            diagnostics.selection = "top"
-            diagnostics.selection_reason = "by influence, within the annotation budget"
-            return within_budget(ranking, scored.annotation_costs, budget), None
-        rule = diagnostics.selection = self._selection_rule(query, scored, accuracy)
-        if rule == "margin":
-            labels = scored.summary["pseudo_label"].cpu().numpy()
-            margins = scored.summary["margin"].cpu().numpy()
-            return balanced_order(margins, labels, query.n_instances), None
-        if rule == "top" or query.n_instances == 1:
-            return ranking[: query.n_instances], None
-        model, X_pool = query.model, query.X_pool
-        if factors is not None:
-            outer, inner = factors
-        elif group is None:
-            outer, inner = gradient_factors(model, X_pool, self.batch_size)
-        else:
-            shard, sizes = group.shard(query.n_pool)
-            local = gradient_factors(model, take_rows(X_pool, shard), self.batch_size)
-            outer, inner = (group.gather_rows(t, sizes) for t in local)
-        outer = outer * influence_rank_weights(scored.scores).sqrt()[:, None]
-        order = kmeans_pp_select(outer, inner, query.n_instances, int(ranking[0]), rng)
-        return order, pick_distances(outer, inner, order)
-
-    def _selection_rule(self, query: Query, scored: Scored, accuracy: float | None) -> str:
-        """The rule of this selection: "top", "diverse" or (from "auto") "margin".
-
-        ``accuracy``: the model's pseudo-label accuracy on the reference set (None where
-        the adapter gives none). Sets ``diagnostics.reference_accuracy`` and
-        ``selection_reason``.
-        """
-        diagnostics = scored.diagnostics
-        if self.selection != "auto":
-            diagnostics.selection_reason = {
-                "top": "by influence (selection='top', the paper's)",
-                "diverse": "k-means++ over influence-weighted gradients (selection='diverse')",
-            }[self.selection]
-            return self.selection
-        diagnostics.reference_accuracy = accuracy
-        if accuracy is None or not {"margin", "pseudo_label"} <= set(scored.summary):
-            diagnostics.selection_reason = (
-                "by influence: the adapter gives no pseudo-label accuracy or margins, so "
-                "selection='auto' ranks as 'top' does"
-            )
-            return "top"
-        threshold = self.min_reference_accuracy
-        measured = f"the model is right on {accuracy:.0%} of the reference set"
-        if query.ref_name == "y_labeled":
-            measured += " (the labelled set, which it was trained on: pass X_reference)"
-        if accuracy < threshold:
-            diagnostics.selection_reason = (
-                f"by margin, class-balanced: {measured}, below min_reference_accuracy="
-                f"{threshold:g}, so the influence at its pseudo-labels is not trusted"
-            )
-            return "margin"
-        diagnostics.selection_reason = (
-            "k-means++ over influence-weighted gradients, as selection='diverse': "
-            f"{measured} (min_reference_accuracy={threshold:g})"
-        )
-        return "diverse"
 
     def _store(
         self,

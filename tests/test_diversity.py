@@ -151,7 +151,7 @@ def test_diverse_query_starts_at_the_most_helpful_and_is_reproducible(digits, fi
 
 def _counting_gradient_factors(monkeypatch):
     """Patch the strategy's gradient_factors to count its calls; returns the counter."""
-    import skisal.strategy
+    import skisal._selection
 
     calls = []
 
@@ -159,7 +159,7 @@ def _counting_gradient_factors(monkeypatch):
         calls.append(1)
         return gradient_factors(*args, **kwargs)
 
-    monkeypatch.setattr(skisal.strategy, "gradient_factors", counted)
+    monkeypatch.setattr(skisal._selection, "gradient_factors", counted)
     return calls
 
 
