@@ -186,7 +186,16 @@ class LastLayerFactors:
             self._probe = None
 
     def record(self, idx: np.ndarray, outputs: Any) -> None:
-        """Take one batch's factors (rows ``idx``) from its forward pass's ``outputs``."""
+        """Take one batch's factors from its forward pass.
+
+        Parameters
+        ----------
+        idx : ndarray of int
+            The batch's rows of the pool (consecutive).
+        outputs : object
+            What the network returned for the batch, as the pass got it (dual
+            tensors in the scoring's forward mode).
+        """
         if self.reason is not None or self._probe is None:
             return
         h, out = self._probe.take()
@@ -200,10 +209,14 @@ class LastLayerFactors:
         self._rows.write(idx, grad, fwAD.unpack_dual(h).primal)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(outer, inner)`` as :func:`gradient_factors` returns them, or None.
+        """The recorded factors.
 
-        None when :attr:`reason` says why, or when some batches were not
-        recorded (a pass that fell back to reverse mode).
+        Returns
+        -------
+        tuple of torch.Tensor or None
+            ``(outer, inner)`` as :func:`gradient_factors` returns them; None
+            when :attr:`reason` says why, or when some batches were not
+            recorded (a pass that fell back to reverse mode).
         """
         if self.reason is None and self._rows.written != self._rows.n:
             self.reason = "the pool was not scored in forward mode"
