@@ -60,7 +60,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "identity": {},  # s_test = grad l(R): no solve, the floor of an ISAL query's cost
     "cg": {},  # tol 1e-5 (cg_tol="auto"), at most 100 passes over the labelled set
     "lissa": {},  # depth 1000 x 1 repeat, minibatches of 32, scale "auto"
-    # skisal's default: K-FAC-preconditioned CG to tol 0.2 (cg_tol="auto"), the curvature over
+    # skisal's default: K-FAC-preconditioned CG to tol 0.3 (cg_tol="auto"), the curvature over
     # at most 4,096 labelled samples (hessian_subsample="auto")
     "pcg": {},
     "kfac": {},
@@ -75,6 +75,8 @@ METHODS: dict[str, dict[str, Any]] = {
     # loose tolerances: a ranking needs far less than the float32 floor
     "cg-tol0.1": {"inverse_hvp": "cg", "cg_tol": 0.1},
     "pcg-tol0.1": {"inverse_hvp": "pcg", "cg_tol": 0.1},
+    "pcg-tol0.2": {"inverse_hvp": "pcg", "cg_tol": 0.2},  # the default until 2026-12-07
+    "pcg-tol0.4": {"inverse_hvp": "pcg", "cg_tol": 0.4},
     "pcg-whole": {"inverse_hvp": "pcg", "hessian_subsample": None},  # all labelled samples
     "pcg-sub2048": {"inverse_hvp": "pcg", "hessian_subsample": 2048},
     "pcg-sub1024": {"inverse_hvp": "pcg", "hessian_subsample": 1024},
@@ -90,6 +92,7 @@ DEFAULT_METHODS = (
     "cg",
     "pcg",
     "pcg-auto",
+    "pcg-tol0.2",
     "pcg-whole",
     "pcg-5it",
     "cg-10it",

@@ -53,7 +53,7 @@ class Study:
         for label in self.strategies:
             if label in BASELINES:
                 names[label] = label
-            elif label in ("isal_converged", "isal_pcg_loose", "isal_pcg_sub128", "isal_pcg_sub32"):
+            elif label == "isal_converged" or label.startswith("isal_pcg_"):  # SOLVER's
                 names[label] = f"{SOLVER}:{label}"
             elif "+" in label or label in ("isal", "marginscore"):
                 spec = parse(label)
@@ -139,6 +139,14 @@ STUDIES: dict[str, Study] = {
     ),
     "subsample-breast_cancer": Study(
         _SOLVER_DOC, "breast_cancer", ("isal_pcg_loose", "isal_pcg_sub32"), range(10),
+        baseline="isal_pcg_loose", ddof=1, curves=(), curves_std=True,
+    ),
+    "tolerance-digits": Study(
+        _SOLVER_DOC, "digits", ("isal_pcg_loose", "isal_pcg_tol03"), range(10),
+        baseline="isal_pcg_loose", ddof=1, curves=(), curves_std=True,
+    ),
+    "tolerance-breast_cancer": Study(
+        _SOLVER_DOC, "breast_cancer", ("isal_pcg_loose", "isal_pcg_tol03"), range(10),
         baseline="isal_pcg_loose", ddof=1, curves=(), curves_std=True,
     ),
 }

@@ -62,7 +62,7 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
         How ``s_test`` is computed. "auto" takes the adapter's choice: "pcg"
         for classifiers, "cg" for detectors (K-FAC fits their heads poorly).
         "pcg", conjugate gradient preconditioned by the K-FAC inverse, to a
-        relative residual of 0.2 by default (``cg_tol="auto"``), where the
+        relative residual of 0.3 by default (``cg_tol="auto"``), where the
         ranking has settled (measurements in :doc:`/guide/isal`);
         "cg", conjugate gradient over the labelled set to the float32 floor
         (deterministic; the detectors' choice);
@@ -109,7 +109,7 @@ class InfluenceQueryStrategy(SummarisedArraysRepr, BaseEstimator):
     cg_max_iter : int, default=100
         Conjugate-gradient iterations (each a pass over the labelled set).
     cg_tol : float or "auto", default="auto"
-        Relative residual at which "cg" and "pcg" stop; "auto": 0.2 for
+        Relative residual at which "cg" and "pcg" stop; "auto": 0.3 for
         "pcg", 1e-5 (about the float32 floor) for "cg".
     lanczos_rank : int, default=20
         Lanczos steps of ``inverse_hvp="lanczos"`` (one product each).

@@ -56,6 +56,21 @@ def test_iterative_solvers_reach_the_exact_solve(digits, fitted_net, method, kw)
     assert got.diagnostics_.solver.method == method
 
 
+def test_the_default_solve_ranks_the_pool_as_the_exact_solve(digits, fitted_net):
+    """The default (PCG to cg_tol="auto") over every parameter: the pool's scores correlate
+    with the exact solve's at 0.98 on this net (the issue's bar is 0.9). Two iterations
+    (0.92), K-FAC alone (0.87) or no solve (0.64) would fail."""
+    scores = {}
+    for method in ("auto", "exact"):
+        strategy = _strategy(digits, inverse_hvp=method, parameters=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            strategy.influence(fitted_net, digits["X_pool"])
+        scores[method] = strategy.scores_
+    assert strategy.diagnostics_.solver.method == "exact"
+    assert float(np.corrcoef(scores["auto"], scores["exact"])[0, 1]) > 0.95
+
+
 def test_a_perfect_preconditioner_converges_in_one_iteration(digits, fitted_net):
     """The preconditioner hook of ConjugateGradientSolver: M = the damped curvature itself."""
     from skisal import SkorchClassifierAdapter

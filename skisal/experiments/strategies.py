@@ -112,8 +112,11 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
 #: strategy under the same name.
 STRATEGY_REVISIONS: dict[str, str] = {
     "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top. "
-    "Later that day: k-means++ distances from float32 products",
-    "isal_diverse": "2026-12-07: k-means++ distances from float32 products",
+    "Later that day: k-means++ distances from float32 products. "
+    "Then: PCG's cg_tol='auto' 0.2 -> 0.3",
+    "isal_top": "2026-12-07: PCG's cg_tol='auto' 0.2 -> 0.3",
+    "isal_diverse": "2026-12-07: k-means++ distances from float32 products. "
+    "Then: PCG's cg_tol='auto' 0.2 -> 0.3",
 }
 
 
