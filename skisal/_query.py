@@ -64,7 +64,7 @@ INVERSE_HVP_METHODS = ("lissa", "cg", "pcg", "lanczos", "kfac", "ekfac", "exact"
 SELECTIONS = ("auto", "top", "diverse")
 #: Labelled samples the "pcg" preconditioner's K-FAC factors are fitted over, at most: a
 #: subsample preconditions about as well as all of them (the user guide's solver section).
-PRECONDITIONER_SAMPLES = 1024
+PRECONDITIONER_SAMPLES = 512
 #: hessian_subsample="auto": the curvature over at most this many labelled samples for the
 #: solvers that pass over the labelled set, so that their cost stops growing with it. In the
 #: query benchmark at 8,000 labelled, PCG over 4,096 of them scored the pool with a Pearson of

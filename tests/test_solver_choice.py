@@ -11,7 +11,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from conftest import assert_module_unchanged, snapshot_module
-from skisal import InfluenceQueryStrategy
+from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
 from skisal.engine import (
     BoundModel,
     DampedCurvature,
@@ -19,6 +19,7 @@ from skisal.engine import (
     evaluation_mode,
     select_parameters,
 )
+from skisal.engine.curvature import product_chunk_size
 from skisal.engine.kfac import KFACSolver, KroneckerCurvature
 
 
@@ -269,3 +270,45 @@ def test_kfac_on_a_detector_factors_its_head_over_every_feature_level():
     )
     default.influence(detector, X[26:32])
     assert default.diagnostics_.solver.method == "cg"  # the detection adapter's choice
+
+
+def _bound(net):
+    space = ParameterSpace(select_parameters(net.module_))
+    return BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
+
+
+def test_full_passes_grow_their_chunks_within_the_memory_bound(digits, fitted_net, monkeypatch):
+    """The layer outputs of conftest's MLP, by hand: hidden (16), norm (16), dropout (16) and
+    out (10) floats per sample; tanh is no module. Chunks grow 4x while 4 copies fit in
+    CHUNK_BYTES, and scale with what was requested."""
+    import skisal.engine.curvature as curvature
+
+    model = _bound(fitted_net)
+    with evaluation_mode(fitted_net.module_):
+        assert model.activation_bytes(digits["X_labeled"]) == (16 + 16 + 16 + 10) * 4
+        assert product_chunk_size(model, digits["X_labeled"], 8) == 32
+        assert product_chunk_size(model, digits["X_labeled"], 4) == 16  # batch_size still rules
+        monkeypatch.setattr(curvature, "CHUNK_BYTES", 4 * 232 * 20)  # 20 samples fit
+        assert product_chunk_size(model, digits["X_labeled"], 8) == 20
+        monkeypatch.setattr(curvature, "CHUNK_BYTES", 100)  # not even one: as requested
+        assert product_chunk_size(model, digits["X_labeled"], 8) == 8
+
+
+def test_larger_chunks_change_no_product(digits, fitted_net, monkeypatch):
+    """The same s_test (deterministic CG to 1e-5) with the grown chunks of 32 as with 8."""
+    import skisal.engine.curvature as curvature
+    import skisal.engine.influence as influence
+
+    chosen = []
+
+    def spy(*args):
+        chosen.append(product_chunk_size(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(influence, "product_chunk_size", spy)
+    kw = dict(inverse_hvp="cg", batch_size=8, hessian_batch_size=8, parameters=None)
+    grown = _flat(_solve(digits, fitted_net, **kw))
+    monkeypatch.setattr(curvature, "CHUNK_GROWTH", 1)
+    requested = _flat(_solve(digits, fitted_net, **kw))
+    assert chosen == [32, 8]
+    assert float((grown - requested).norm() / requested.norm()) < 1e-4

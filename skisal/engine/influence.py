@@ -18,7 +18,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from ..exceptions import SolverDivergenceError
-from .curvature import DampedCurvature
+from .curvature import DampedCurvature, product_chunk_size
 from .inverse_hvp import InverseHVPSolver, SolverReport
 from .model import BoundModel
 from .scoring import score_pool
@@ -333,7 +333,9 @@ class InfluenceEngine:
                 self.damping,
                 self.hessian_batch_size,
                 self.curvature,
-                chunk_size=max(self.batch_size, self.hessian_batch_size),
+                chunk_size=product_chunk_size(
+                    self.model, X_labeled, max(self.batch_size, self.hessian_batch_size)
+                ),
             )
             if self.hessian_subsample is not None and self.hessian_subsample < hessian.n:
                 hessian = hessian.restrict(

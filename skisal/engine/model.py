@@ -411,6 +411,47 @@ class BoundModel:
                 correct += right.sum()
         return float(correct) / max(n, 1)  # one host transfer, after the loop
 
+    def activation_bytes(self, X: Any, n: int = 2) -> float:
+        """Bytes of the network's layer outputs per sample, from one forward pass of ``n``.
+
+        The sum over leaf modules of their outputs' tensors: what a forward pass
+        keeps per sample for its backward, up to the operations between modules.
+
+        Parameters
+        ----------
+        X : object
+            Samples (checked); the first ``n`` are run.
+        n : int, default=2
+            Samples in the probe's pass.
+
+        Returns
+        -------
+        float
+            Bytes per sample; ``inf`` when the pass cannot tell (nothing to run,
+            or no module returned a tensor).
+        """
+        n = min(n, self.adapter.n_samples(X))
+        if n == 0:
+            return float("inf")
+        total = [0]
+
+        def hook(_module: torch.nn.Module, _args: Any, output: Any) -> None:
+            total[0] += sum(
+                t.numel() * t.element_size()
+                for t in tree_leaves(output)
+                if isinstance(t, torch.Tensor)
+            )
+
+        leaves = [m for m in self.module.modules() if next(m.children(), None) is None]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        try:
+            with torch.no_grad():
+                self.forward(None, self.inputs(X, np.arange(n)))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return total[0] / n if total[0] > 0 else float("inf")
+
     def check_finite(self, X: Any, y: Any, batch_size: int, name: str) -> None:
         """Raise if the model's outputs or losses are not finite on some samples of ``X``.
 

@@ -113,10 +113,13 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Any]] = {
 STRATEGY_REVISIONS: dict[str, str] = {
     "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top. "
     "Later that day: k-means++ distances from float32 products. "
-    "Then: PCG's cg_tol='auto' 0.2 -> 0.3",
-    "isal_top": "2026-12-07: PCG's cg_tol='auto' 0.2 -> 0.3",
+    "Then: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted on 512 samples, "
+    "products in chunks grown to the memory bound",
+    "isal_top": "2026-12-07: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted "
+    "on 512 samples, products in chunks grown to the memory bound",
     "isal_diverse": "2026-12-07: k-means++ distances from float32 products. "
-    "Then: PCG's cg_tol='auto' 0.2 -> 0.3",
+    "Then: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted on 512 samples, "
+    "products in chunks grown to the memory bound",
 }
 
 
