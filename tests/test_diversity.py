@@ -206,6 +206,21 @@ def test_diverse_single_instance_equals_top(digits, fitted_net):
     np.testing.assert_array_equal(diverse, top)
 
 
+def test_a_recorder_without_a_linear_layer_records_nothing_and_says_why(digits):
+    """The scoring pass goes on (a rule other than "diverse" may follow); the reason is kept."""
+    net = make_net(
+        module=torch.nn.Conv1d,
+        module__in_channels=1,
+        module__out_channels=10,
+        module__kernel_size=1,
+    ).initialize()
+    model = _bound(net)
+    recorder = LastLayerFactors(model, 4)
+    with recorder:
+        recorder.record(np.arange(4), torch.zeros(4, 64))
+    assert recorder.result() is None and "no nn.Linear" in recorder.reason
+
+
 def test_bad_selection_and_network_without_linear(digits, fitted_net):
     learner, _ = _learner(digits, fitted_net, selection="spread")
     with pytest.raises(ValueError, match="selection must be one of"):

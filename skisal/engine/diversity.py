@@ -177,7 +177,10 @@ class LastLayerFactors:
         self._probe: LayerProbe | None = None
 
     def __enter__(self) -> LastLayerFactors:
-        self._probe = LayerProbe(self.model.module, self.layer)
+        try:
+            self._probe = LayerProbe(self.model.module, self.layer)
+        except ValueError as exc:  # no such layer: the selection that needs it will say so
+            self.reason = str(exc)
         return self
 
     def __exit__(self, *exc: object) -> None:
