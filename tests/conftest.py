@@ -15,7 +15,8 @@ from modAL.models import ActiveLearner
 from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
 
-from skisal import ModelAdapter
+from skisal import ModelAdapter, SkorchClassifierAdapter
+from skisal.engine import BoundModel, ParameterSpace, select_parameters
 
 # Scripts launched by tests (torchrun), not modules to import for doctests.
 collect_ignore_glob = ["distributed/*.py"]
@@ -114,6 +115,12 @@ def tricky_net(fitted_net):
     module.hidden.bias.requires_grad_(False)
     module.out.weight.grad = torch.full_like(module.out.weight, 0.5)
     return fitted_net
+
+
+def bound_model(net, parameters="all"):
+    """The engine's view of a fitted skorch classifier: its module, ``parameters`` selected, CPU."""
+    space = ParameterSpace(select_parameters(net.module_, parameters))
+    return BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
 
 
 # -- the model is never mutated --------------------------------------------------------------

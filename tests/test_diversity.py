@@ -7,15 +7,9 @@ import pytest
 import torch
 from modAL.models import ActiveLearner
 
-from conftest import make_net
+from conftest import bound_model, make_net
 from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
-from skisal.engine import (
-    BoundModel,
-    ParameterSpace,
-    evaluation_mode,
-    score_pool,
-    select_parameters,
-)
+from skisal.engine import evaluation_mode, score_pool
 from skisal.engine.diversity import (
     LastLayerFactors,
     gradient_factors,
@@ -24,16 +18,9 @@ from skisal.engine.diversity import (
 )
 
 
-def _bound(net):
-    adapter = SkorchClassifierAdapter()
-    module = net.module_
-    space = ParameterSpace(select_parameters(module, "all"))
-    return BoundModel(adapter, net, module, space, torch.device("cpu"))
-
-
 def test_gradient_factors_are_per_sample_last_layer_gradients(digits, fitted_net):
     """a (x) [h, 1] equals autograd's per-sample gradient of the UUIC loss w.r.t. out.weight/bias."""
-    model = _bound(fitted_net)
+    model = bound_model(fitted_net)
     X = digits["X_pool"][:12]
     module = fitted_net.module_
     grad_before = module.out.weight.grad.clone()  # skorch leaves the last step's .grad
@@ -185,7 +172,7 @@ def test_outputs_transformed_after_the_last_linear_get_their_own_pass(digits, mo
     torch.manual_seed(0)
     net = make_net(module__softmax=True, criterion=torch.nn.NLLLoss)
     net.fit(digits["X_labeled"], digits["y_labeled"])
-    recorder = LastLayerFactors(_bound(net), len(digits["X_pool"]))
+    recorder = LastLayerFactors(bound_model(net), len(digits["X_pool"]))
     with evaluation_mode(net.module_):
         score_pool(
             recorder.model,
@@ -214,7 +201,7 @@ def test_a_recorder_without_a_linear_layer_records_nothing_and_says_why(digits):
         module__out_channels=10,
         module__kernel_size=1,
     ).initialize()
-    model = _bound(net)
+    model = bound_model(net)
     recorder = LastLayerFactors(model, 4)
     with recorder:
         recorder.record(np.arange(4), torch.zeros(4, 64))

@@ -10,15 +10,9 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from conftest import assert_module_unchanged, snapshot_module
-from skisal import InfluenceQueryStrategy, SkorchClassifierAdapter
-from skisal.engine import (
-    BoundModel,
-    DampedCurvature,
-    ParameterSpace,
-    evaluation_mode,
-    select_parameters,
-)
+from conftest import assert_module_unchanged, bound_model, snapshot_module
+from skisal import InfluenceQueryStrategy
+from skisal.engine import DampedCurvature, evaluation_mode
 from skisal.engine.curvature import product_chunk_size
 from skisal.engine.kfac import KFACSolver, KroneckerCurvature
 
@@ -74,13 +68,9 @@ def test_the_default_solve_ranks_the_pool_as_the_exact_solve(digits, fitted_net)
 
 def test_a_perfect_preconditioner_converges_in_one_iteration(digits, fitted_net):
     """The preconditioner hook of ConjugateGradientSolver: M = the damped curvature itself."""
-    from skisal import SkorchClassifierAdapter
-
-    module = fitted_net.module_
-    space = ParameterSpace(select_parameters(module, ["out"]))
-    model = BoundModel(SkorchClassifierAdapter(), fitted_net, module, space, torch.device("cpu"))
+    model = bound_model(fitted_net, ["out"])
     hessian = DampedCurvature(model, digits["X_labeled"], digits["y_labeled"], 0.01, 32)
-    with evaluation_mode(module):  # as the strategy runs it: dropout off
+    with evaluation_mode(fitted_net.module_):  # as the strategy runs it: dropout off
         _check_perfect_preconditioner(model, hessian, digits)
 
 
@@ -111,17 +101,13 @@ def test_kfac_solvers_apply_the_factored_inverse(digits, fitted_net, kind):
     before = snapshot_module(fitted_net.module_)
     strategy = _solve(digits, fitted_net, inverse_hvp=kind)
     assert_module_unchanged(before, fitted_net.module_)
-    module = fitted_net.module_
-    space = ParameterSpace(select_parameters(module, ["out"]))
-    from skisal import SkorchClassifierAdapter
-
-    model = BoundModel(SkorchClassifierAdapter(), fitted_net, module, space, torch.device("cpu"))
+    model = bound_model(fitted_net, ["out"])
     # the strategy's chunks: batch_size=256 samples per pass (one sketch seed per chunk)
     hessian = DampedCurvature(
         model, digits["X_labeled"], digits["y_labeled"], 0.01, 32, chunk_size=256
     )
     v = torch.cat([t.reshape(-1) for t in strategy.reference_gradient_.values()])
-    with evaluation_mode(module):
+    with evaluation_mode(fitted_net.module_):
         solver = KFACSolver(kind)
         expected, report = solver.solve(hessian, v, np.random.RandomState(0))  # the query's rng
     assert strategy.diagnostics_.solver.iterations == report.iterations == [solver_passes[kind]]
@@ -272,18 +258,15 @@ def test_kfac_on_a_detector_factors_its_head_over_every_feature_level():
     assert default.diagnostics_.solver.method == "cg"  # the detection adapter's choice
 
 
-def _bound(net):
-    space = ParameterSpace(select_parameters(net.module_))
-    return BoundModel(SkorchClassifierAdapter(), net, net.module_, space, torch.device("cpu"))
-
-
-def test_full_passes_grow_their_chunks_within_the_memory_bound(digits, fitted_net, monkeypatch):
+def test_full_passes_grow_their_chunks_within_the_memorybound_model(
+    digits, fitted_net, monkeypatch
+):
     """The layer outputs of conftest's MLP, by hand: hidden (16), norm (16), dropout (16) and
     out (10) floats per sample; tanh is no module. Chunks grow 4x while 4 copies fit in
     CHUNK_BYTES, and scale with what was requested."""
     import skisal.engine.curvature as curvature
 
-    model = _bound(fitted_net)
+    model = bound_model(fitted_net)
     with evaluation_mode(fitted_net.module_):
         assert model.activation_bytes(digits["X_labeled"]) == (16 + 16 + 16 + 10) * 4
         assert product_chunk_size(model, digits["X_labeled"], 8) == 32
