@@ -1,4 +1,4 @@
-"""Run skisal's benchmarks: pool scoring, s_test solvers, memory, end-to-end queries.
+"""Run skisal's benchmarks: pool scoring, s_test solvers, memory, queries, diverse selection.
 
 Usage::
 
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("scoring", "s_test", "memory", "query")
+BENCHMARKS = ("scoring", "s_test", "memory", "query", "selection")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,6 +83,7 @@ def summary_markdown(out: Path) -> str:
     import bench_query
     import bench_s_test
     import bench_scoring
+    import bench_selection
     from _common import hardware_line
 
     renderers = {
@@ -90,6 +91,7 @@ def summary_markdown(out: Path) -> str:
         "s_test": bench_s_test.markdown,
         "memory": bench_memory.markdown,
         "query": bench_query.markdown,
+        "selection": bench_selection.markdown,
     }
     parts = ["# skisal benchmarks\n"]
     for name in BENCHMARKS:
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     import bench_query
     import bench_s_test
     import bench_scoring
+    import bench_selection
     import torch
 
     device = torch.device(args.device)
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "s_test": bench_s_test,
         "memory": bench_memory,
         "query": bench_query,
+        "selection": bench_selection,
     }
     command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in args.only or BENCHMARKS:

@@ -89,6 +89,44 @@ def test_kmeans_pp_float32_products_pick_as_float64():
         np.testing.assert_array_equal(fast, exact)
 
 
+def _classifier_like_factors(n: int, n_classes: int, seed: int):
+    """Last-layer factors shaped like a classifier's: ``a = p - e_y``, ReLU features by class."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(n_classes, size=n)
+    logits = rng.randn(n, n_classes) + 4 * np.eye(n_classes)[y] * rng.rand(n, 1)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    outer = torch.as_tensor(p - np.eye(n_classes)[p.argmax(1)])
+    centres = rng.randn(n_classes, 64)
+    features = np.maximum(centres[y] + 0.7 * rng.randn(n, 64), 0)
+    inner = torch.as_tensor(np.hstack([features, np.ones((n, 1))]), dtype=torch.float32)
+    return outer * influence_rank_weights(torch.as_tensor(rng.randn(n))).sqrt()[:, None], inner
+
+
+def test_kmeans_pp_pruning_picks_as_every_distance(monkeypatch):
+    """The lower bound skips most points of a classifier's factors and changes no pick.
+
+    A spy on the gathered inner factors checks that the pruned path ran (the test
+    means something only if it did); the picks equal those of ``prune=False``.
+    """
+    gathered = []
+    index = torch.Tensor.__getitem__
+
+    def spy(self, key):
+        if isinstance(key, torch.Tensor) and self.shape == (4000, 65):  # the inner factors
+            gathered.append(len(key) / 4000)
+        return index(self, key)
+
+    for seed in range(4):
+        outer, inner = _classifier_like_factors(4000, 10, seed)
+        every = kmeans_pp_select(outer, inner, 40, 0, np.random.RandomState(seed), prune=False)
+        monkeypatch.setattr(torch.Tensor, "__getitem__", spy)
+        pruned = kmeans_pp_select(outer, inner, 40, 0, np.random.RandomState(seed))
+        monkeypatch.undo()
+        np.testing.assert_array_equal(pruned, every)
+    assert gathered and np.median(gathered) < 0.3  # most points were skipped
+
+
 def test_kmeans_pp_float32_rounding_counts_as_coincident():
     """Points equal up to float32 rounding are duplicates, as exactly equal ones are.
 

@@ -150,7 +150,8 @@ class LastLayerFactors:
     ----------
     reason : str or None
         Why no factors were recorded (the network transforms the layer's
-        output further, or the pass was not in forward mode); None if they were.
+        output further, its outputs have more than two dimensions, or the pass
+        was not in forward mode); None if they were.
 
     Examples
     --------
@@ -169,12 +170,16 @@ class LastLayerFactors:
     True
     """
 
+    #: Rows of outputs differentiated at a time by :meth:`result`.
+    block_rows = 8192
+
     def __init__(self, model: BoundModel, n: int, layer: str | None = None) -> None:
         self.model = model
         self.layer = layer
         self.reason: str | None = None
         self._rows = _FactorRows(n)
         self._probe: LayerProbe | None = None
+        self._gradients = False  # whether _rows.outer holds the gradients yet (or the outputs)
 
     def __enter__(self) -> LastLayerFactors:
         try:
@@ -205,11 +210,13 @@ class LastLayerFactors:
         if out is not outputs:  # identity: nothing ran between the layer and the outputs
             self.reason = f"the network transforms layer {self._probe.name!r}'s output further"
             return
-        with torch.enable_grad():
-            leaf = fwAD.unpack_dual(out).primal.detach().requires_grad_(True)
-            loss = self.model.adapter.pseudo_label_loss(self.model.estimator, leaf).sum()
-            (grad,) = torch.autograd.grad(loss, leaf)
-        self._rows.write(idx, grad, fwAD.unpack_dual(h).primal)
+        # the outputs for now: result() turns them into their gradients, in a few large
+        # blocks (one autograd call per batch cost more than the rest of the recording)
+        primal = fwAD.unpack_dual(out).primal.detach()
+        if primal.ndim != 2:  # the losses need the outputs' shape, which the rows drop
+            self.reason = f"layer {self._probe.name!r}'s outputs are not one row per sample"
+            return
+        self._rows.write(idx, primal, fwAD.unpack_dual(h).primal)
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The recorded factors.
@@ -225,6 +232,15 @@ class LastLayerFactors:
             self.reason = "the pool was not scored in forward mode"
         if self.reason is not None:
             return None
+        if not self._gradients:
+            # per-sample losses: a block's gradient rows are those of the batches it joins
+            for block in self._rows.outer.split(self.block_rows):
+                with torch.enable_grad():
+                    leaf = block.detach().requires_grad_(True)
+                    loss = self.model.adapter.pseudo_label_loss(self.model.estimator, leaf)
+                    (grad,) = torch.autograd.grad(loss.sum(), leaf)
+                block.copy_(grad)
+            self._gradients = True
         return self._rows.outer, self._rows.inner
 
 
@@ -267,6 +283,7 @@ def kmeans_pp_select(
     rng: np.random.RandomState,
     n_local_trials: int | None = None,
     dtype: torch.dtype = torch.float32,
+    prune: bool = True,
 ) -> np.ndarray:
     """Greedy k-means++ seeding over the points ``outer[i] (x) inner[i]``, from ``first``.
 
@@ -287,6 +304,19 @@ def kmeans_pp_select(
     products' rounding error (``(p + q)`` units in the last place of the sum
     of the two squared norms) count as zero: such points coincide.
 
+    Most points need no product at all (``prune``): a candidate can only
+    lower a point's distance to the chosen points where the lower bound
+    ``|a|^2 |h|^2 + |b|^2 |k|^2 - 2 |a.b| |h| |k|`` on their squared distance
+    (Cauchy-Schwarz on the inner factors; the outer products ``a.b`` are
+    cheap) falls below that distance, and each step reads only those points'
+    inner factors. A pruned point keeps its distance, as it would have
+    without pruning: the bound allows four times the products' rounding
+    error, so the picks are the same. On the digits CNN's pool of 20,000 the
+    bound left 3-5% of the points per step, and 50 picks took 0.07 s instead
+    of 0.34 s (:doc:`/performance`); with one class, or with features whose
+    inner products are all alike, it may prune nothing, and then costs a few
+    elementwise passes per step.
+
     Parameters
     ----------
     outer, inner : torch.Tensor of shape (n, p) and (n, q)
@@ -302,6 +332,9 @@ def kmeans_pp_select(
         Candidates per step (default ``2 + int(log(n_instances))``).
     dtype : torch.dtype, default=torch.float32
         Precision of the products between points.
+    prune : bool, default=True
+        Skip the points that the lower bound shows no candidate can move
+        closer (the same picks); False computes every distance at every step.
 
     Returns
     -------
@@ -321,45 +354,68 @@ def kmeans_pp_select(
     """
     n = outer.shape[0]
     trials = 2 + int(np.log(n_instances)) if n_local_trials is None else n_local_trials
-    sq_norms = _squared_norms(outer) * _squared_norms(inner)
+    sq_inner = _squared_norms(inner)
+    sq_norms = _squared_norms(outer) * sq_inner
+    inner_norms = sq_inner.sqrt()
     low_outer, low_inner = outer.to(dtype).contiguous(), inner.to(dtype).contiguous()
     rounding = (outer.shape[1] + inner.shape[1]) * torch.finfo(dtype).eps
     chosen = torch.zeros(n, dtype=torch.bool, device=outer.device)
     generator = torch.Generator(device=outer.device)
     generator.manual_seed(int(rng.randint(2**31 - 1)))
 
-    def distances(c: torch.Tensor) -> torch.Tensor:
-        """Squared distances of every point to the points ``c``, shape ``(len(c), n)``."""
-        # (n, k) products: the layout that reads each factor matrix once, fastest on a CPU
-        cross = (low_outer @ low_outer[c].T) * (low_inner @ low_inner[c].T)
+    def nearer(c: torch.Tensor, nearest: torch.Tensor, prune: bool = prune) -> torch.Tensor:
+        """Each point's squared distance to the chosen points and each of ``c``: ``(len(c), n)``.
+
+        ``nearest``: to the chosen points (+inf before the first).
+        """
+        outer_cross = low_outer[c] @ low_outer.T  # (k, n): the fast layout for p columns
         both = sq_norms[None, :] + sq_norms[c][:, None]
-        squared = both - 2 * cross.T.to(sq_norms.dtype)
-        return torch.where(squared > rounding * both, squared, torch.zeros_like(squared))
+        rows = slice(None)
+        if prune:
+            bound = both - 2 * (outer_cross.abs() * inner_norms[None, :]) * inner_norms[c][:, None]
+            kept = torch.nonzero((bound < nearest[None, :] + 4 * rounding * both).any(0))[:, 0]
+            if 3 * len(kept) < n:  # gathering rows costs about three times reading them in place
+                rows, outer_cross, both = kept, outer_cross[:, kept], both[:, kept]
+        # (m, k) products: the layout that reads the inner factors once, fastest on a CPU
+        cross = outer_cross * (low_inner[rows] @ low_inner[c].T).T
+        squared = both - 2 * cross.to(sq_norms.dtype)
+        squared = torch.where(squared > rounding * both, squared, torch.zeros_like(squared))
+        closer = nearest.repeat(len(c), 1)
+        closer[:, rows] = torch.minimum(closer[:, rows], squared)
+        return closer
 
     order = [int(first)]
     chosen[first] = True
-    nearest = distances(torch.tensor([first], device=outer.device))[0]
+    nearest = torch.full((n,), float("inf"), dtype=sq_norms.dtype, device=outer.device)
+    nearest = nearer(torch.tensor([first], device=outer.device), nearest, prune=False)[0]
     while len(order) < n_instances:
         weights = torch.where(chosen, torch.zeros_like(nearest), nearest)
         if float(weights.sum()) <= 0:
             pick = int(torch.nonzero(~chosen)[0])
-            candidate_nearest = torch.minimum(
-                nearest, distances(torch.tensor([pick], device=outer.device))[0]
-            )
+            nearest = nearer(torch.tensor([pick], device=outer.device), nearest)[0]
         else:
             candidates = torch.multinomial(weights, trials, replacement=True, generator=generator)
-            candidate_nearest = torch.minimum(nearest[None, :], distances(candidates))
+            candidate_nearest = nearer(candidates, nearest)
             best = int(torch.argmin(candidate_nearest.sum(1)))
-            pick, candidate_nearest = int(candidates[best]), candidate_nearest[best]
+            pick, nearest = int(candidates[best]), candidate_nearest[best]
         order.append(pick)
         chosen[pick] = True
-        nearest = candidate_nearest
     return np.asarray(order, dtype=np.int64)
 
 
-def _squared_norms(x: torch.Tensor, rows: int = 8192) -> torch.Tensor:
-    """Row-wise squared norms in float64, widened a block of rows at a time (not all at once)."""
-    return torch.cat([block.double().square().sum(1) for block in x.split(rows)])
+def _squared_norms(x: torch.Tensor, rows: int = 512) -> torch.Tensor:
+    """Row-wise squared norms in float64, widened a block of rows at a time into one buffer.
+
+    Not all at once (twice the factors' memory), and not into a fresh tensor per block:
+    fresh blocks of a few MB take fresh pages, which cost more than the arithmetic.
+    """
+    norms = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    buffer = torch.empty((min(rows, x.shape[0]), x.shape[1]), dtype=torch.float64, device=x.device)
+    for start in range(0, x.shape[0], rows):
+        block = buffer[: min(rows, x.shape[0] - start)]
+        block.copy_(x[start : start + rows]).square_()
+        torch.sum(block, dim=1, out=norms[start : start + len(block)])
+    return norms
 
 
 def pick_distances(outer: torch.Tensor, inner: torch.Tensor, order: np.ndarray) -> np.ndarray:

@@ -114,12 +114,14 @@ STRATEGY_REVISIONS: dict[str, str] = {
     "isal": "2026-12-07: skisal's default became selection='auto'; the paper's is isal_top. "
     "Later that day: k-means++ distances from float32 products. "
     "Then: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted on 512 samples, "
-    "products in chunks grown to the memory bound",
+    "products in chunks grown to the memory bound. "
+    "2026-12-08: k-means++ skips the points a lower bound rules out (ties break by rounding)",
     "isal_top": "2026-12-07: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted "
     "on 512 samples, products in chunks grown to the memory bound",
     "isal_diverse": "2026-12-07: k-means++ distances from float32 products. "
     "Then: PCG's cg_tol='auto' 0.2 -> 0.3; its K-FAC preconditioner fitted on 512 samples, "
-    "products in chunks grown to the memory bound",
+    "products in chunks grown to the memory bound. "
+    "2026-12-08: k-means++ skips the points a lower bound rules out (ties break by rounding)",
 }
 
 
