@@ -315,7 +315,7 @@ def kmeans_pp_select(
     gathered for the product may round differently from the whole matrix's),
     so picks differ only where two candidates tie within it. On the digits
     CNN's pools of 20,000 the bound left 5-12% of the points per step, and 50
-    picks took 1.8x to 2.4x less time (3.2x to 3.7x on a 1-D CNN;
+    picks took 1.8x to 2.8x less time (3.2x to 3.7x on a 1-D CNN;
     ``python benchmarks/run.py --only selection``, :doc:`/performance`). On
     a weak model whose outputs are not yet class-separated it prunes little
     and costs a few elementwise passes per step (0.77x on a 2-epoch net).
