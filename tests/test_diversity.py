@@ -246,6 +246,27 @@ def test_a_recorder_without_a_linear_layer_records_nothing_and_says_why(digits):
     assert recorder.result() is None and "no nn.Linear" in recorder.reason
 
 
+class _PerPosition(torch.nn.Module):
+    """The last nn.Linear applied at two positions: outputs ``(n, 2, 10)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.out(x.reshape(len(x), 2, 32))
+
+
+def test_a_recorder_refuses_outputs_of_more_than_one_row_per_sample(digits):
+    """Their losses need the outputs' shape, which the factor rows drop: no factors, a reason."""
+    net = make_net(module=_PerPosition).initialize()
+    recorder = LastLayerFactors(bound_model(net), 4)
+    with recorder, torch.no_grad():
+        outputs = net.module_(torch.as_tensor(digits["X_pool"][:4]))
+        recorder.record(np.arange(4), outputs)
+    assert recorder.result() is None and "not one row per sample" in recorder.reason
+
+
 def test_bad_selection_and_network_without_linear(digits, fitted_net):
     learner, _ = _learner(digits, fitted_net, selection="spread")
     with pytest.raises(ValueError, match="selection must be one of"):
