@@ -374,7 +374,6 @@ def kmeans_pp_select(
         """
         outer_cross = low_outer[c] @ low_outer.T  # (k, n): the fast layout for p columns
         both = sq_norms[None, :] + sq_norms[c][:, None]
-        closer = nearest.repeat(len(c), 1)
         inner_c = low_inner[c]
         if prune:
             bound = both - 2 * (outer_cross.abs() * inner_norms[None, :]) * inner_norms[c][:, None]
@@ -389,10 +388,10 @@ def kmeans_pp_select(
                     rounding,
                 )
                 near = torch.minimum(nearest.index_select(0, rows)[None, :], squared)
-                return closer.index_copy_(1, rows, near)
+                return nearest.repeat(len(c), 1).index_copy_(1, rows, near)
         # (n, k) products: the layout that reads the inner factors once, fastest on a CPU
         squared = _squared_distances(both, outer_cross, low_inner @ inner_c.T, rounding)
-        return torch.minimum(closer, squared)
+        return torch.minimum(nearest[None, :], squared)
 
     order = [int(first)]
     chosen[first] = True
